@@ -1,0 +1,194 @@
+"""The `loraplace` command: one entry point, one subcommand per job, rich reports or --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from loraplace.twin.errors import ConfigError, LoraplaceError
+
+
+class StartupError(LoraplaceError):
+    """The configuration cannot start a vLLM server (the twin's start-up check)."""
+
+from . import reports
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loraplace", description="Capacity planning for many LoRA adapters on vLLM.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="simulate one GPU serving a set of adapters (the digital twin)")
+    s.add_argument("--profile", default="llama-3.1-8b-instruct_h100-64gb", help="shipped profile name or profile JSON path")
+    s.add_argument("--adapters", type=_positive_int, default=64, help="number of adapters served (default 64)")
+    s.add_argument("--adapters-file", type=Path, help="CSV with columns id,rank,rate (replaces --adapters/--ranks/--rates)")
+    s.add_argument("--ranks", default="8,16", help="ranks cycled over the adapters (default 8,16)")
+    s.add_argument("--rates", default="0.1,0.05,0.025", help="requests/s cycled over the adapters (default 0.1,0.05,0.025)")
+    s.add_argument("--max-loras", type=_positive_int, default=32, help="GPU adapter slots, vLLM --max-loras (default 32)")
+    s.add_argument("--max-lora-rank", type=_positive_int, help="vLLM --max-lora-rank (default: largest adapter rank)")
+    s.add_argument("--max-num-batched-tokens", type=_positive_int, default=2048)
+    s.add_argument("--max-num-seqs", type=_positive_int, default=2048)
+    s.add_argument("--max-model-len", type=_positive_int, help="default: the profile's model length")
+    s.add_argument("--mean-input", type=_positive_float, default=223.0, help="mean prompt tokens (default 223)")
+    s.add_argument("--mean-output", type=_positive_float, default=196.0, help="mean output tokens (default 196)")
+    s.add_argument("--duration", type=_positive_float, default=3600.0, help="simulated window in seconds (default 3600)")
+    s.add_argument("--arrivals", type=int, help="condition the Poisson streams on exactly this many arrivals")
+    s.add_argument("--burst", help="rate phases 'SECONDS:MULTIPLIER,...' cycled over the window, e.g. 300:2,300:0.5")
+    s.add_argument("--trace", type=Path, help="replay arrival times and lengths from a trace (Azure/Splitwise CSV, Mooncake JSONL)")
+    s.add_argument("--starvation-threshold", type=_positive_float, default=0.9,
+                   help="starved when throughput < threshold x ideal (default 0.9)")
+    s.add_argument("--queue-sample", type=_positive_float, help="record queue lengths every N simulated seconds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    c = sub.add_parser("calibrate", help="fit a profile from calibration micro-benchmark CSVs")
+    c.add_argument("caldir", type=Path, help="directory with the calibration CSVs (schema of reference/calibration/)")
+    c.add_argument("--model", required=True, help="model name as in the CSVs' model column")
+    c.add_argument("--gpu", required=True, help="GPU label, e.g. h100-64gb")
+    c.add_argument("--vllm-version", required=True, help="vLLM version the benchmarks ran on, e.g. 0.8.5")
+    c.add_argument("--max-model-len", type=_positive_int, required=True, help="the model's default context length")
+    c.add_argument("--name", help="profile name (default MODEL_GPU)")
+    c.add_argument("--out", type=Path, help="output JSON (default: print to stdout)")
+    c.add_argument("--json", action="store_true", help="print the profile JSON instead of a summary")
+
+    t = sub.add_parser("twin", help="digital-twin tools")
+    tsub = t.add_subparsers(dest="twin_command", required=True, metavar="TWIN_COMMAND")
+    v = tsub.add_parser("validate", help="simulate measured runs and report the twin's errors")
+    v.add_argument("runs", type=Path, help="runs CSV (schema of reference/runs/)")
+    v.add_argument("--profile", help="profile to use (default: MODEL_GPU from the file)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--workers", type=_positive_int, default=2, help="parallel simulations (default 2)")
+    v.add_argument("--limit", type=_positive_int, help="only the first N runs")
+    v.add_argument("--rows", action="store_true", help="include per-run rows in --json output")
+    v.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+    sub.add_parser("profiles", help="list the shipped profiles")
+    return p
+
+
+def cmd_simulate(args) -> dict:
+    import numpy as np
+
+    from loraplace.twin.arrivals import Burst, poisson_workload, trace_workload
+    from loraplace.twin.engine import SimOptions, Simulator
+    from loraplace.twin.entities import LengthSpec, ServingConfig
+    from loraplace.twin.instances import read_adapters_csv
+    from loraplace.twin.profile import load_profile
+    from loraplace.twin.validate import make_adapters, pattern
+
+    profile = load_profile(args.profile)
+    if args.adapters_file:
+        adapters = read_adapters_csv(args.adapters_file)
+    else:
+        rates = pattern(args.rates, float, "--rates")
+        if any(r < 0 or not math.isfinite(r) for r in rates):
+            raise ConfigError(f"--rates must be finite and >= 0, got {args.rates}")
+        adapters = make_adapters(args.adapters, pattern(args.ranks, int, "--ranks"), rates, args.seed)
+    config = ServingConfig(
+        max_loras=args.max_loras, max_lora_rank=args.max_lora_rank or max(a.rank for a in adapters),
+        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
+        max_model_len=args.max_model_len or profile.max_model_len)
+    lengths = LengthSpec(mean_input=args.mean_input, mean_output=args.mean_output)
+    rng = np.random.default_rng(args.seed)
+    if args.trace:
+        workload = trace_workload(args.trace, adapters, args.duration, rng, config.max_model_len)
+    else:
+        burst = Burst.parse(args.burst) if args.burst else None
+        workload = poisson_workload(adapters, args.duration, lengths, rng, count=args.arrivals, burst=burst)
+    options = SimOptions(duration=args.duration, starvation_threshold=args.starvation_threshold,
+                         queue_sample_s=args.queue_sample or 0.0)
+    result = Simulator(profile, config, adapters, workload, options).run()
+    out = {"profile": profile.name, "adapters": len(adapters), "max_loras": config.max_loras,
+           "max_lora_rank": config.max_lora_rank, **result.to_dict(with_queue=bool(args.queue_sample))}
+    if args.json:
+        print(json.dumps(out))
+    elif result.status == "ok":
+        reports.simulation(out)
+    if result.status != "ok":
+        raise StartupError(f"this server would not start ({result.status}): max_loras {config.max_loras} x max_lora_rank "
+                           f"{config.max_lora_rank} leaves {result.kv_cache_tokens:,} KV tokens for max_model_len "
+                           f"{config.max_model_len:,} on {profile.name}")
+    return out
+
+
+def cmd_calibrate(args) -> None:
+    from loraplace.twin.calibrate import calibrate
+
+    profile = calibrate(args.caldir, args.model, args.gpu, args.vllm_version, args.max_model_len, args.name)
+    text = profile.to_json()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    if args.json or not args.out:
+        print(text, end="")
+    else:
+        reports.calibration(profile, args.out)
+
+
+def cmd_validate(args) -> None:
+    from loraplace.twin.profile import load_profile
+    from loraplace.twin.validate import read_runs, validate
+
+    runs = read_runs(args.runs)
+    if args.limit:
+        runs = runs[: args.limit]
+    name = args.profile or f"{runs[0].row.get('model', '')}_{runs[0].row.get('gpu', '')}"
+    profile = load_profile(name)
+    with reports.progress("simulating runs", len(runs), quiet=args.json) as tick:
+        rows, summary = validate(profile, runs, seed=args.seed, workers=args.workers, progress=tick)
+    summary = {"profile": profile.name, "runs_file": str(args.runs), **summary}
+    if args.json:
+        print(json.dumps({**summary, "rows": rows} if args.rows else summary))
+    else:
+        reports.validation(rows, summary)
+
+
+def cmd_profiles(args) -> None:
+    from loraplace.twin.profile import load_profile, shipped_profiles
+
+    reports.profiles([load_profile(n) for n in shipped_profiles()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"simulate": cmd_simulate, "calibrate": cmd_calibrate, "profiles": cmd_profiles}
+    handler = cmd_validate if args.command == "twin" else handlers[args.command]
+    try:
+        handler(args)
+    except StartupError as e:
+        print(f"loraplace: error: {e}", file=sys.stderr)
+        return 1
+    except LoraplaceError as e:
+        print(f"loraplace: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loraplace: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

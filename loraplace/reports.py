@@ -1,0 +1,99 @@
+"""Rich terminal reports for the loraplace commands."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+
+
+def _fmt(v, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int, quiet: bool = False):
+    """A progress bar on stderr; yields a callable that advances it by one."""
+    if quiet:
+        yield lambda: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
+
+
+def simulation(r: dict) -> None:
+    title = f"{r['profile']}: {r['adapters']} adapters, max_loras {r['max_loras']}, max_lora_rank {r['max_lora_rank']}"
+    t = Table(title=title, show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    if r["status"] != "ok":
+        t.add_row("server start-up", f"[red]fails: {r['status']}[/red]")
+    t.add_row("throughput (tok/s)", _fmt(r["throughput_tok_s"]))
+    t.add_row("ideal (tok/s)", _fmt(r["ideal_tok_s"]))
+    t.add_row("starved", "[red]yes[/red]" if r["starved"] else "[green]no[/green]")
+    t.add_row("arrivals / completed", f"{r['arrivals']:,} / {r['completed']:,}")
+    t.add_row("TTFT mean / p99 (ms)", f"{_fmt(r['mean_ttft_ms'])} / {_fmt(r['p99_ttft_ms'])}")
+    t.add_row("ITL mean / p99 (ms)", f"{_fmt(r['mean_itl_ms'])} / {_fmt(r['p99_itl_ms'])}")
+    t.add_row("preemptions", _fmt(r["preemptions"]))
+    t.add_row("adapter loads", _fmt(r["adapter_loads"]))
+    t.add_row("KV cache (tokens)", _fmt(r["kv_cache_tokens"]))
+    t.add_row("engine steps", _fmt(r["steps"]))
+    t.add_row("simulated / wall (s)", f"{_fmt(r['duration_s'])} / {r['wall_s']:.2f}")
+    console.print(t)
+
+
+def calibration(profile, out: Path) -> None:
+    t = Table(title=f"profile {profile.name} -> {out}")
+    t.add_column("fit")
+    t.add_column("detail")
+    for part, res in profile.provenance["fit"].items():
+        t.add_row(part, ", ".join(f"{k}={v}" for k, v in res.items()) if not isinstance(next(iter(res.values())), dict)
+                  else "; ".join(f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in res.items()))
+    console.print(t)
+
+
+def validation(rows: list[dict], s: dict) -> None:
+    t = Table(title=f"twin vs measured runs ({s['runs_file']}, profile {s['profile']})")
+    for col in ("run", "status meas/pred", "meas tok/s", "twin tok/s", "err %", "ref twin tok/s", "starved meas/pred"):
+        t.add_column(col, justify="right" if "tok" in col or "%" in col else "left")
+    for r in rows:
+        ok = r["predicted_status"] == "ok" and r["measured_status"] == "ok" and r["measured_tok_s"]
+        err = (r["predicted_tok_s"] / r["measured_tok_s"] - 1) * 100 if ok else None
+        t.add_row(r["run_id"], f"{r['measured_status']}/{r['predicted_status']}", _fmt(r["measured_tok_s"]),
+                  _fmt(r["predicted_tok_s"]) if ok else "-", _fmt(err), _fmt(r["reference_twin_tok_s"]),
+                  f"{_fmt(r['measured_starved'])}/{_fmt(r['predicted_starved'])}")
+    console.print(t)
+    sm = Table(title="summary (throughput errors over runs that served)")
+    sm.add_column("subset")
+    for col in ("runs", "MAPE %", "median APE %", "max APE %", "bias %"):
+        sm.add_column(col, justify="right")
+    sm.add_row("all", _fmt(s["n_ok_runs"]), _fmt(s["throughput_mape_pct"], 2), _fmt(s["throughput_median_ape_pct"], 2),
+               _fmt(s["throughput_max_ape_pct"], 2), _fmt(s["throughput_bias_pct"], 2))
+    for name in ("starved_subset", "unstarved_subset", "reference_twin"):
+        if name in s:
+            e = s[name]
+            sm.add_row(name.replace("_", " "), _fmt(e["n"]), _fmt(e["mape_pct"], 2), _fmt(e["median_ape_pct"], 2),
+                       _fmt(e["max_ape_pct"], 2), _fmt(e["bias_pct"], 2))
+    console.print(sm)
+    console.print(f"starvation flag accuracy: {_fmt(s['starved_accuracy'], 4)}   "
+                  f"start-up accuracy: {_fmt(s['startup_accuracy'], 4)}   runs: {s['n_runs']}")
+
+
+def profiles(items: list) -> None:
+    t = Table(title="shipped profiles")
+    for col in ("name", "model", "GPU", "vLLM", "max_model_len", "KV tokens (8 slots, rank 16)"):
+        t.add_column(col)
+    for p in items:
+        t.add_row(p.name, p.model, p.gpu, p.vllm_version, str(p.max_model_len), f"{p.memory.kv_tokens(8, 16):,}")
+    console.print(t)

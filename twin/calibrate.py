@@ -1,0 +1,229 @@
+"""Fit a Profile from calibration micro-benchmarks (the schema of shared/reference/calibration/).
+
+Every coefficient comes from one least-squares fit on one micro-benchmark file; the residuals
+are recorded in the profile's provenance so a user can judge the fit.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputFileError
+from .profile import EngineModel, MemoryModel, Profile, StepTimeModel
+
+CALIBRATION_FILES = ("step_time_base.csv", "lora_overhead.csv", "loading.csv", "kv_capacity.csv", "scheduler_overhead.csv")
+TWIN_VERSION = "0.1.0"
+
+# vLLM V1 KV-cache manager: blocks preallocated beyond need (num_preallocate_tokens=64 / block 16).
+# Removed in later releases; versions before 0.9 keep it.
+PREALLOCATE_BLOCKS_BY_VERSION = {"0.8": 4}
+
+
+def read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
+    """Rows of a CSV file, with a one-line error if it is missing, empty or lacks a column."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise InputFileError(f"calibration file not found: {path}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputFileError(f"{path}: not a readable CSV ({e})") from None
+    if not rows:
+        raise InputFileError(f"{path}: no data rows")
+    missing = [c for c in required if c not in rows[0]]
+    if missing:
+        raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
+    return rows
+
+
+def num(row: dict, key: str, path: Path) -> float:
+    try:
+        return float(row[key])
+    except (TypeError, ValueError):
+        raise InputFileError(f"{path}: column {key} has a non-numeric value {row[key]!r}") from None
+
+
+def has(row: dict, key: str) -> bool:
+    return row.get(key) not in (None, "")
+
+
+def lstsq(X: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, dict]:
+    """Least squares with a residual summary; refuses under-determined fits."""
+    if len(y) < X.shape[1] + 1:
+        raise InputFileError(f"calibration: too few rows to fit {what} ({len(y)} rows, {X.shape[1]} parameters)")
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    pred = X @ coef
+    ape = np.abs(pred - y) / np.maximum(np.abs(y), 1e-12) * 100
+    return coef, {"rows": int(len(y)), "mape_pct": round(float(ape.mean()), 3), "max_ape_pct": round(float(ape.max()), 3)}
+
+
+def fit_step_base(rows: list[dict], path: Path) -> tuple[dict, dict]:
+    """Decode ITL = a + b*B + c*B*ctx on decode rows; prefill cost per token from the prefill runs' durations."""
+    dec = [r for r in rows if r["phase"] == "decode" and r["status"] == "ok"]
+    B = np.array([num(r, "mean_batch_size", path) for r in dec])
+    prompt = np.array([num(r, "total_input_tokens", path) / num(r, "num_prompts", path) for r in dec])
+    ctx = prompt + np.array([num(r, "output_len", path) for r in dec]) / 2
+    y = np.array([num(r, "mean_itl_ms", path) for r in dec])
+    (a, b, c), dres = lstsq(np.c_[np.ones_like(B), B, B * ctx], y, "decode step time")
+    pre = [r for r in rows if r["phase"] == "prefill" and r["status"] == "ok"]
+    tokens = np.array([num(r, "total_input_tokens", path) for r in pre])
+    dur_ms = np.array([num(r, "duration", path) * 1000 for r in pre])
+    (_, p), pres = lstsq(np.c_[np.ones_like(tokens), tokens], dur_ms, "prefill cost")
+    coef = {"intercept_ms": float(a), "decode_ms_per_seq": float(b), "attn_ms_per_ctx_token": float(c), "prefill_ms_per_token": float(p)}
+    return coef, {"decode": dres, "prefill": pres}
+
+
+def nnls(X: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, dict]:
+    """Non-negative least squares by trying every subset of columns (few columns): costs never go negative."""
+    best = None
+    k = X.shape[1]
+    for mask in range(1, 1 << k):
+        cols = [j for j in range(k) if mask >> j & 1]
+        coef, res = lstsq(X[:, cols], y, what)
+        if (coef < 0).any():
+            continue
+        sse = float(((X[:, cols] @ coef - y) ** 2).sum())
+        if best is None or sse < best[0]:
+            full = np.zeros(k)
+            full[cols] = coef
+            best = (sse, full, res)
+    if best is None:
+        raise InputFileError(f"calibration: no non-negative fit for {what}")
+    return best[1], best[2]
+
+
+def base_decode_ms(step: dict, B: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    return step["intercept_ms"] + step["decode_ms_per_seq"] * B + step["attn_ms_per_ctx_token"] * B * ctx
+
+
+def fit_lora(overhead: list[dict], sched: list[dict], step: dict, op: Path, sp: Path) -> tuple[dict, dict]:
+    """LoRA cost per step = l0 + per token + per distinct adapter + per slot, on top of the fitted base model.
+
+    Rows: the LoRA micro-benchmark (about 200 sequences, 300 slots, 1..300 adapters) and the scheduler
+    runs without a waiting queue or adapter swapping (slots 8..448, batches 0..170), whose ITL is pure
+    decode step time. The ITL beyond the base model's prediction is what LoRA costs.
+    """
+    lo = [r for r in overhead if r["kind"] == "lora" and r["status"] == "ok" and has(r, "mean_loras_by_batch")]
+    B = [num(r, "mean_batch_size", op) for r in lo]
+    ctx = [1 + num(r, "output_len", op) / 2 for r in lo]
+    L = [num(r, "mean_loras_by_batch", op) for r in lo]
+    S = [num(r, "max_loras", op) for r in lo]
+    itl = [num(r, "mean_itl_ms", op) for r in lo]
+    clean = [r for r in sched if r.get("source") == "adapter_rates" and has(r, "mean_loras_by_batch")
+             and num(r, "avg_waiting_queue", sp) < 1 and num(r, "gpu_loras", sp) == num(r, "cpu_loras", sp)]
+    for r in clean:
+        out_per_req = num(r, "processed_tokens", sp) / max(num(r, "completed_requests", sp), 1)
+        B.append(num(r, "avg_batch_size", sp))
+        ctx.append(1.5 * out_per_req)  # ShareGPT prompts are about as long as outputs: prompt + output / 2
+        L.append(num(r, "mean_loras_by_batch", sp))
+        S.append(num(r, "gpu_loras", sp))
+        itl.append(num(r, "mean_itl_ms", sp))
+    B, ctx, L, S, itl = map(np.array, (B, ctx, L, S, itl))
+    base = base_decode_ms(step, B, ctx)
+    coef, res = nnls(np.c_[np.ones_like(B), B, L, S], itl - base, "LoRA overhead")
+    pred = base + np.c_[np.ones_like(B), B, L, S] @ coef
+    ape = np.abs(pred - itl) / itl * 100
+    res = {"rows": int(len(itl)), "itl_mape_pct": round(float(ape.mean()), 3), "itl_max_ape_pct": round(float(ape.max()), 3)}
+    names = ("lora_ms", "lora_ms_per_token", "lora_ms_per_adapter", "lora_ms_per_slot")
+    return {n: float(c) for n, c in zip(names, coef)}, res
+
+
+def fit_memory(rows: list[dict], path: Path) -> tuple[dict, dict]:
+    """KV tokens and weight memory linear in slots and slots x rank; OOM threshold between the observed classes."""
+    rows = [r for r in rows if r.get("source", "find_available_gpu_memory") == "find_available_gpu_memory"]
+    ok = [r for r in rows if r["status"] == "ok" and has(r, "kv_cache_tokens")]
+    ml = np.array([num(r, "max_loras", path) for r in ok])
+    rk = np.array([num(r, "max_lora_rank", path) for r in ok])
+    kv = np.array([num(r, "kv_cache_tokens", path) for r in ok])
+    (k0, k1, k2), kres = lstsq(np.c_[np.ones_like(ml), -ml, -ml * rk], kv, "KV capacity")
+    wrows = [r for r in rows if has(r, "model_plus_lora_weights_gib")]
+    wml = np.array([num(r, "max_loras", path) for r in wrows])
+    wrk = np.array([num(r, "max_lora_rank", path) for r in wrows])
+    w = np.array([num(r, "model_plus_lora_weights_gib", path) for r in wrows])
+    (w0, w1, w2), wres = lstsq(np.c_[np.ones_like(wml), wml, wml * wrk], w, "weight memory")
+
+    def pred_w(r: dict) -> float:
+        return w0 + num(r, "max_loras", path) * (w1 + w2 * num(r, "max_lora_rank", path))
+
+    oom = [pred_w(r) for r in rows if "oom" in r["status"]]
+    fine = [pred_w(r) for r in rows if "oom" not in r["status"]]
+    if oom and fine:
+        limit = (max(fine) + min(oom)) / 2
+    else:  # no OOM observed: the largest configuration that started bounds what we know
+        limit = max(fine) if fine else float(w0)
+    coef = {
+        "kv_tokens_intercept": float(k0), "kv_tokens_per_slot": float(k1), "kv_tokens_per_slot_rank": float(k2),
+        "weights_gib_intercept": float(w0), "weights_gib_per_slot": float(w1), "weights_gib_per_slot_rank": float(w2),
+        "oom_weights_gib": float(limit),
+    }
+    return coef, {"kv_tokens": kres, "weights_gib": wres}
+
+
+def fit_scheduler(rows: list[dict], path: Path) -> tuple[float, dict]:
+    """Scheduler CPU ms per step against waiting-queue length (its intercept and batch terms sit in the decode ITL)."""
+    B = np.array([num(r, "avg_batch_size", path) for r in rows])
+    Q = np.array([num(r, "avg_waiting_queue", path) for r in rows])
+    y = np.array([num(r, "sched_time_per_step_ms", path) for r in rows])
+    (_, _, q), res = lstsq(np.c_[np.ones_like(B), B, Q], y, "scheduler overhead")
+    return max(float(q), 0.0), res
+
+
+def fit_load_ms(rows: list[dict], path: Path) -> tuple[float, dict]:
+    """Mean CPU-to-GPU adapter load time; the data shows no trend with rank."""
+    v = np.array([num(r, "cpu_to_gpu_mean_ms", path) for r in rows])
+    return float(v.mean()), {"rows": int(len(v)), "min_ms": round(float(v.min()), 3), "max_ms": round(float(v.max()), 3)}
+
+
+def preallocate_blocks(vllm_version: str) -> int:
+    major_minor = ".".join(vllm_version.split(".")[:2])
+    return PREALLOCATE_BLOCKS_BY_VERSION.get(major_minor, 0)
+
+
+def calibrate(caldir: Path, model: str, gpu: str, vllm_version: str, max_model_len: int, name: str | None = None) -> Profile:
+    """Fit every part of a profile for `model` from the CSVs in `caldir`."""
+    caldir = Path(caldir)
+    if not caldir.is_dir():
+        raise InputFileError(f"calibration directory not found: {caldir}")
+
+    def rows_for(fname: str, required: tuple[str, ...], by_model: bool = True) -> list[dict]:
+        rows = read_csv(caldir / fname, required + (("model",) if by_model else ()))
+        if by_model:
+            rows = [r for r in rows if r["model"] == model]
+            if not rows:
+                raise InputFileError(f"{caldir / fname}: no rows for model '{model}'")
+        return rows
+
+    step, step_res = fit_step_base(
+        rows_for("step_time_base.csv", ("phase", "status", "mean_batch_size", "total_input_tokens", "num_prompts", "output_len", "mean_itl_ms", "duration")),
+        caldir / "step_time_base.csv")
+    sched_rows = rows_for("scheduler_overhead.csv", ("avg_batch_size", "avg_waiting_queue", "sched_time_per_step_ms", "source",
+                                                     "gpu_loras", "cpu_loras", "mean_loras_by_batch", "mean_itl_ms",
+                                                     "processed_tokens", "completed_requests"), by_model=False)
+    lora, lora_res = fit_lora(
+        rows_for("lora_overhead.csv", ("kind", "status", "mean_loras_by_batch", "mean_batch_size", "output_len", "max_loras", "mean_itl_ms")),
+        sched_rows, step, caldir / "lora_overhead.csv", caldir / "scheduler_overhead.csv")
+    mem, mem_res = fit_memory(
+        rows_for("kv_capacity.csv", ("max_loras", "max_lora_rank", "kv_cache_tokens", "model_plus_lora_weights_gib", "status")),
+        caldir / "kv_capacity.csv")
+    load_ms, load_res = fit_load_ms(rows_for("loading.csv", ("cpu_to_gpu_mean_ms",)), caldir / "loading.csv")
+    # The scheduler file has no model column: its rows inform every model's profile.
+    sched_q, sched_res = fit_scheduler(sched_rows, caldir / "scheduler_overhead.csv")
+
+    hashes = {f: hashlib.sha256((caldir / f).read_bytes()).hexdigest() for f in CALIBRATION_FILES}
+    return Profile(
+        name=name or f"{model}_{gpu}",
+        model=model, gpu=gpu, vllm_version=vllm_version, max_model_len=int(max_model_len),
+        step=StepTimeModel(**step, **lora, sched_ms_per_waiting=sched_q),
+        memory=MemoryModel(**mem),
+        engine=EngineModel(preallocate_blocks=preallocate_blocks(vllm_version), load_ms=load_ms),
+        provenance={
+            "twin_version": TWIN_VERSION,
+            "command": f"loraplace calibrate CALDIR --model {model} --gpu {gpu} --vllm-version {vllm_version} --max-model-len {max_model_len}",
+            "inputs_sha256": hashes,
+            "fit": {"step_time": step_res, "lora_overhead": lora_res, "memory": mem_res, "loading": load_res, "scheduler": sched_res},
+        },
+    )

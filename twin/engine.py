@@ -1,0 +1,177 @@
+"""The engine: advance one vLLM instance step by step, skipping runs of identical decode steps exactly.
+
+A run of steps can be skipped in one go when every running request decodes, nothing is admitted,
+preempted or loaded, and the next step to differ is known in advance: the first completion, the
+first block allocation that free blocks could not satisfy in full, or (when a new arrival could be
+admitted) the next arrival. Context growth makes step times an arithmetic series, summed exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arrivals import Workload
+from .entities import Adapter, ServingConfig
+from .errors import ConfigError
+from .lora_slots import LoraSlots
+from .profile import Profile
+from .requests import RequestTable
+from .results import SimResult, summarise
+from .scheduler import V1Scheduler
+from .step_time import StepShape, StepTimePredictor
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    duration: float = 3600.0
+    starvation_threshold: float = 0.9
+    queue_sample_s: float = 0.0  # > 0: record (time, waiting, running, free blocks) at this interval
+    exact_steps: bool = False  # True: never skip decode runs (slow; for checking that skipping is exact)
+
+
+class Simulator:
+    """One GPU serving `adapters` under `config`, driven by `workload`."""
+
+    def __init__(self, profile: Profile, config: ServingConfig, adapters: list[Adapter], workload: Workload,
+                 options: SimOptions = SimOptions()):
+        if not adapters:
+            raise ConfigError("no adapters to serve")
+        if not 0 < options.starvation_threshold <= 1:
+            raise ConfigError(f"starvation threshold must be in (0, 1], got {options.starvation_threshold}")
+        config.check_adapters(adapters)
+        self.profile, self.cfg, self.adapters, self.workload, self.opt = profile, config, adapters, workload, options
+        self.status = profile.memory.startup_status(config.max_loras, config.max_lora_rank, config.max_model_len)
+        self.kv_tokens = profile.memory.kv_tokens(config.max_loras, config.max_lora_rank)
+
+    def run(self) -> SimResult:
+        wall0 = time.perf_counter()
+        table = RequestTable(self.workload)
+        if self.status != "ok":
+            return summarise(self, table, {}, wall0)
+        cfg, opt = self.cfg, self.opt
+        sched = V1Scheduler(table, cfg, self.kv_tokens // cfg.block_size, len(self.adapters),
+                            self.profile.engine.preallocate_blocks)
+        predictor = StepTimePredictor(self.profile, cfg.max_loras)
+        slots = LoraSlots(len(self.adapters), cfg.max_loras)
+        arrival, n = table.arrival, len(table.arrival)
+        stats = {"steps": 0, "loads": 0, "preemptions": 0, "itl_d": [], "itl_w": [], "queue": []}
+        now, next_arr, next_sample = 0.0, 0, 0.0
+        while now < opt.duration:
+            upto = int(np.searchsorted(arrival, now, side="right"))
+            for rid in range(next_arr, upto):
+                sched.add_waiting(rid, rid)
+            next_arr = upto
+            if opt.queue_sample_s > 0 and now >= next_sample:
+                stats["queue"].append((round(now, 3), sched.n_waiting, len(sched.running), sched.free))
+                next_sample = now + opt.queue_sample_s
+            if not len(sched.running) and not sched.n_waiting:
+                if next_arr >= n:
+                    break
+                now = float(arrival[next_arr])
+                continue
+            plan = sched.schedule()
+            stats["preemptions"] += plan.preempted
+            ids, take = plan.ids, plan.tokens
+            if not len(ids):  # nothing fits (a request longer than the whole KV cache waits forever, as in vLLM)
+                if next_arr >= n:
+                    break
+                now = max(now, float(arrival[next_arr]))
+                continue
+            comp = table.computed[ids]
+            decode = (take == 1) & (table.generated[ids] >= 1)
+            all_scheduled = len(ids) == len(sched.running)
+            distinct = int(np.count_nonzero(sched.run_count)) if all_scheduled else int(np.unique(table.adapter[ids]).size)
+            loads = slots.activate(table.adapter[ids], check_new=plan.admitted > 0 or not all_scheduled)
+            stats["loads"] += loads
+            shape = StepShape(int(decode.sum()), int(take[~decode].sum()), int(comp[decode].sum()), distinct,
+                              sched.n_waiting, loads)
+            dt, growth = predictor.decode_run(shape)
+            durations = np.array([dt])
+            if (not opt.exact_steps and decode.all() and all_scheduled and not plan.preempted and not plan.admitted
+                    and not loads and plan.blocked in ("kv", "max_seqs", "empty")):
+                bound = float(arrival[next_arr]) if plan.blocked == "empty" and next_arr < n else np.inf
+                extra = self._extra_decode_steps(sched, ids)
+                if extra:
+                    durations = self._decode_run(dt, growth, extra, now, min(bound, opt.duration), arrival, next_arr,
+                                                 predictor.waiting_s)
+            steps = len(durations)
+            elapsed = float(durations.sum())
+            self._advance(sched, ids, take, steps, now + elapsed)
+            stats["steps"] += steps
+            if shape.decode_seqs:
+                stats["itl_d"].append(elapsed / steps)
+                stats["itl_w"].append(shape.decode_seqs * steps)
+            now += elapsed
+        return summarise(self, table, stats, wall0)
+
+    @staticmethod
+    def _extra_decode_steps(sched: V1Scheduler, ids: np.ndarray) -> int:
+        """How many more identical decode steps can follow this one: none may finish a request early or run out of blocks."""
+        t = sched.t
+        m_max = int((t.output[ids] - t.generated[ids]).min()) - 1  # the step producing the first last token ends the run
+        if m_max <= 0:
+            return 0
+        chunk = sched.bs * (1 + sched.prealloc)  # tokens covered by one full allocation
+        first = sched.bs * t.blocks[ids] - t.computed[ids]  # extra step that first needs a block
+
+        def blocks_needed(m: int) -> int:
+            due = first <= m
+            return int(((m - first[due]) // chunk + 1).sum()) * (1 + sched.prealloc)
+
+        if blocks_needed(m_max) <= sched.free:
+            return m_max
+        lo, hi = 0, m_max  # largest m whose allocations are all granted in full
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if blocks_needed(mid) <= sched.free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    @staticmethod
+    def _decode_run(dt: float, growth: float, extra: int, now: float, bound: float, arrival: np.ndarray,
+                    next_arr: int, waiting_s: float) -> np.ndarray:
+        """Durations of this step and up to `extra` identical ones, each starting before `bound`.
+
+        Step j lasts dt + j * growth plus the scheduler's cost of the requests that arrived before it
+        started; start times and arrival counts are solved together (a few rounds: counts only grow).
+        """
+        j = np.arange(extra + 1)
+        base = dt + j * growth
+        arrived = np.zeros(extra + 1, np.int64)
+        while True:
+            durations = base + waiting_s * arrived
+            start = now + np.concatenate(([0.0], np.cumsum(durations)[:-1]))
+            counted = np.searchsorted(arrival, start, side="right") - next_arr
+            if np.array_equal(counted, arrived):
+                break
+            arrived = counted
+        return durations[: max(1, int(np.searchsorted(start, bound, side="left")))]
+
+    def _advance(self, sched: V1Scheduler, ids: np.ndarray, take: np.ndarray, steps: int, end: float) -> None:
+        """Apply `steps` steps of this plan: tokens computed and generated, blocks taken, requests finished."""
+        t = sched.t
+        if steps > 1:
+            chunk = sched.bs * (1 + sched.prealloc)
+            first = sched.bs * t.blocks[ids] - t.computed[ids]
+            m = steps - 1
+            due = first <= m
+            extra = np.zeros(len(ids), np.int64)
+            extra[due] = ((m - first[due]) // chunk + 1) * (1 + sched.prealloc)
+            t.blocks[ids] += extra
+            sched.free -= int(extra.sum())
+            t.computed[ids] += steps
+            t.generated[ids] += steps
+        else:
+            t.computed[ids] += take
+            produced = ids[t.computed[ids] == t.num_tokens(ids)]
+            t.generated[produced] += 1
+            newly = produced[t.generated[produced] == 1]
+            t.first_token[newly] = end
+        done = ids[t.generated[ids] >= t.output[ids]]
+        t.finish[done] = end
+        sched.finish(done)

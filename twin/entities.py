@@ -1,0 +1,93 @@
+"""Domain objects of the twin: adapters, request lengths, a serving configuration, requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LengthSpec:
+    """Request-length distribution: the means are matched exactly in expectation.
+
+    `shape` is the log-normal sigma of prompt and output lengths before clipping to
+    [min, max]; `sample` (optional) replaces the parametric form with empirical
+    (prompt, output) pairs.
+    """
+
+    mean_input: float = 223.0
+    mean_output: float = 196.0
+    sigma: float = 0.8
+    min_input: int = 4
+    max_input: int = 1024
+    min_output: int = 1
+    max_total: int = 2048
+    sample: tuple[tuple[int, int], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.min_input <= self.mean_input <= self.max_input:
+            raise ConfigError(f"mean input length {self.mean_input} outside [{self.min_input}, {self.max_input}]")
+        if not self.min_output <= self.mean_output <= self.max_total - self.mean_input:
+            raise ConfigError(f"mean output length {self.mean_output} is not feasible with max_total {self.max_total}")
+        if self.sigma < 0:
+            raise ConfigError(f"length sigma must be >= 0, got {self.sigma}")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One LoRA adapter: its rank and its request stream (requests/s)."""
+
+    id: str
+    rank: int
+    rate: float
+
+    def __post_init__(self) -> None:
+        if self.rank <= 0:
+            raise ConfigError(f"adapter {self.id}: rank must be positive, got {self.rank}")
+        if not self.rate >= 0:
+            raise ConfigError(f"adapter {self.id}: rate must be >= 0 requests/s, got {self.rate}")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The `vllm serve` options that matter to the twin, for one GPU instance."""
+
+    max_loras: int
+    max_lora_rank: int
+    max_num_batched_tokens: int = 2048
+    max_num_seqs: int = 2048
+    block_size: int = 16
+    max_model_len: int = 131072
+
+    def __post_init__(self) -> None:
+        for name in ("max_loras", "max_lora_rank", "max_num_batched_tokens", "max_num_seqs", "block_size", "max_model_len"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def check_adapters(self, adapters: list[Adapter]) -> None:
+        """Reject adapters this server could not load (rank above --max-lora-rank)."""
+        for a in adapters:
+            if a.rank > self.max_lora_rank:
+                raise ConfigError(f"adapter {a.id} has rank {a.rank} above max_lora_rank {self.max_lora_rank}")
+
+
+@dataclass(slots=True)
+class Request:
+    """One request as the scheduler sees it; token counts follow vLLM V1's Request."""
+
+    rid: int
+    adapter: int
+    arrival: float
+    prompt_len: int
+    output_len: int
+    num_computed: int = 0
+    num_generated: int = 0
+    blocks: int = 0
+    first_token_time: float = -1.0
+    finish_time: float = -1.0
+    queue_key: float = field(default=0.0)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prompt_len + self.num_generated

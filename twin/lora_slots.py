@@ -1,0 +1,34 @@
+"""GPU adapter slots: `max_loras` slots, least-recently-used eviction, a load per miss (served adapters sit in CPU memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class LoraSlots:
+    def __init__(self, n_adapters: int, n_slots: int):
+        self.n_slots = n_slots
+        self.resident = np.zeros(n_adapters, bool)
+        self.last_used = np.full(n_adapters, -1, np.int64)
+        self.clock = 0
+
+    def activate(self, batch_adapters: np.ndarray, check_new: bool) -> int:
+        """Make the batch's adapters resident; returns how many had to be loaded.
+
+        `check_new` is False when the batch's adapter set cannot have changed since the last call.
+        """
+        self.clock += 1
+        loads = 0
+        if check_new:
+            batch = np.unique(batch_adapters)
+            missing = batch[~self.resident[batch]]
+            if len(missing):
+                self.last_used[batch] = self.clock  # the batch's own adapters are never evicted
+                for a in missing:
+                    if self.resident.sum() >= self.n_slots:
+                        cand = np.flatnonzero(self.resident)
+                        self.resident[cand[np.argmin(self.last_used[cand])]] = False
+                    self.resident[a] = True
+                    loads += 1
+        self.last_used[batch_adapters] = self.clock
+        return loads
