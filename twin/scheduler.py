@@ -100,7 +100,7 @@ class V1Scheduler:
             ids, take, preempted, budget = self._schedule_running_sequential(budget)
         sched_ids, sched_take = [ids], [take]
         admitted, blocked = 0, "preempted" if preempted else "empty"
-        if not preempted:
+        if not preempted and self.n_waiting:
             new_ids, new_take, blocked, budget = self._admit(ids, budget)
             admitted = len(new_ids)
             if admitted:
@@ -155,7 +155,12 @@ class V1Scheduler:
     def _admit(self, scheduled_running: np.ndarray, budget: int):
         """FCFS admission with vLLM's max_loras skip; returns (ids, tokens, why it stopped, budget left)."""
         t, cfg = self.t, self.cfg
-        loras = set(np.unique(t.adapter[scheduled_running]).tolist()) if self.lora_enabled and len(scheduled_running) else set()
+        if not self.lora_enabled:
+            loras = set()
+        elif len(scheduled_running) == len(self.running):  # every running request scheduled: its adapters are the running ones
+            loras = set(np.flatnonzero(self.run_count).tolist())
+        else:
+            loras = set(np.unique(t.adapter[scheduled_running]).tolist())
         ids, take = [], []
         n_running = len(self.running)
         while self.n_waiting and budget > 0:
@@ -184,11 +189,11 @@ class V1Scheduler:
         return ids, take, "empty", budget
 
     def finish(self, done: np.ndarray) -> None:
-        """Drop finished requests from the running list (keeping order) and free their blocks."""
+        """Drop finished requests (their finish time already set) from the running list, keeping order; free their blocks."""
         if not len(done):
             return
         t = self.t
         self.free += int(t.blocks[done].sum())
         t.blocks[done] = 0
         np.subtract.at(self.run_count, t.adapter[done], 1)
-        self.running = self.running[~np.isin(self.running, done)]
+        self.running = self.running[~np.isfinite(t.finish[self.running])]

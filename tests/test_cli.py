@@ -1,0 +1,116 @@
+"""The command line: JSON output, determinism under a seed, and one-line errors on bad input."""
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+
+def run(*args, check=False):
+    # Run outside the checkout so the installed package, not the source folder, is imported.
+    p = subprocess.run([sys.executable, "-m", "loraplace.cli", *args], capture_output=True, text=True, timeout=600,
+                       cwd=tempfile.gettempdir())
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def sim_json(*extra):
+    p = run("simulate", "--adapters", "16", "--max-loras", "8", "--duration", "300", "--json", *extra, check=True)
+    return json.loads(p.stdout)
+
+
+def test_simulate_json_has_the_documented_keys():
+    out = sim_json("--seed", "1")
+    for key in ("throughput_tok_s", "ideal_tok_s", "starved", "completed", "wall_s", "mean_ttft_ms", "p99_itl_ms",
+                "preemptions", "adapter_loads"):
+        assert key in out
+    assert 0 < out["throughput_tok_s"] <= out["ideal_tok_s"]
+
+
+def test_same_seed_same_answer_other_seed_other_answer():
+    a, b, c = sim_json("--seed", "7"), sim_json("--seed", "7"), sim_json("--seed", "8")
+    for d in (a, b, c):
+        d.pop("wall_s")
+    assert a == b
+    assert a != c
+
+
+def test_queue_trace_on_request():
+    out = sim_json("--queue-sample", "60")
+    assert len(out["queue"]) >= 4 and all(len(row) == 4 for row in out["queue"])
+
+
+def test_adapters_file(tmp_path):
+    f = tmp_path / "a.csv"
+    f.write_text("id,rank,rate\nx,8,0.5\ny,16,0.25\n")
+    out = sim_json("--adapters-file", str(f))
+    assert out["adapters"] == 2 and out["max_lora_rank"] == 16
+
+
+def error_of(p):
+    assert p.returncode != 0
+    lines = [line for line in p.stderr.strip().splitlines() if line]
+    assert "Traceback" not in p.stderr
+    return lines
+
+
+@pytest.mark.parametrize("args,message", [
+    (("simulate", "--profile", "nope"), "unknown profile"),
+    (("simulate", "--rates", "0.1,-2"), "rates"),
+    (("simulate", "--ranks", "8,64", "--max-lora-rank", "32"), "above max_lora_rank"),
+    (("simulate", "--ranks", "32", "--max-loras", "300"), "would not start"),
+    (("simulate", "--burst", "fast"), "burst"),
+    (("simulate", "--duration", "-5"), "positive"),
+    (("simulate", "--adapters-file", "/no/such.csv"), "not found"),
+    (("twin", "validate", "/no/such/runs.csv"), "not found"),
+    (("calibrate", "/no/such/dir", "--model", "m", "--gpu", "g", "--vllm-version", "0.8.5", "--max-model-len", "10"), "not found"),
+])
+def test_bad_input_is_one_line(args, message):
+    lines = error_of(run(*args))
+    assert len(lines) == 1 or lines[0].startswith("usage:"), lines
+    assert message in lines[-1]
+
+
+def test_malformed_files(tmp_path):
+    bad_csv = tmp_path / "runs.csv"
+    bad_csv.write_text("run_id,foo\n1,2\n")
+    assert "missing column" in error_of(run("twin", "validate", str(bad_csv)))[-1]
+    bad_json = tmp_path / "p.json"
+    bad_json.write_text("[1, 2")
+    assert "not valid JSON" in error_of(run("simulate", "--profile", str(bad_json)))[-1]
+    adapters = tmp_path / "a.csv"
+    adapters.write_text("id,rank,rate\nx,8,-1\n")
+    assert "rate" in error_of(run("simulate", "--adapters-file", str(adapters)))[-1]
+
+
+def test_calibrate_writes_a_loadable_profile(tmp_path, shared):
+    out = tmp_path / "p.json"
+    run("calibrate", str(shared / "reference" / "calibration"), "--model", "qwen-2.5-7b-instruct", "--gpu", "h100-64gb",
+        "--vllm-version", "0.8.5", "--max-model-len", "32768", "--out", str(out), check=True)
+    p = run("simulate", "--profile", str(out), "--duration", "120", "--json", check=True)
+    assert json.loads(p.stdout)["profile"] == "qwen-2.5-7b-instruct_h100-64gb"
+
+
+def test_validate_summary_on_a_slice(shared, tmp_path):
+    """A small slice of the measured runs: the summary's keys, start-up prediction, and accuracy on light runs."""
+    import csv
+
+    src = shared / "reference" / "runs" / "llama-3.1-8b-instruct_h100-64gb.csv"
+    rows = list(csv.DictReader(open(src)))
+    light = [r for r in rows if r["adapter_rates"] == "0.1;0.05;0.025" and r["n_adapters"] in ("8", "16", "32")]
+    failed = [r for r in rows if r["status"] != "ok"][:3]
+    sl = tmp_path / "slice.csv"
+    with open(sl, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(light + failed)
+    s = json.loads(run("twin", "validate", str(sl), "--json", check=True).stdout)
+    assert s["n_runs"] == len(light) + len(failed)
+    for key in ("throughput_mape_pct", "throughput_max_ape_pct", "starved_accuracy", "startup_accuracy", "reference_twin"):
+        assert key in s
+    assert s["startup_accuracy"] == 1.0
+    assert s["starved_accuracy"] == 1.0
+    assert s["throughput_mape_pct"] <= 3.0 and s["throughput_max_ape_pct"] <= 5.0

@@ -1,0 +1,23 @@
+"""The wheel installs only the loraplace namespace and carries the shipped data files."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_layout(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q",
+                    "-w", str(tmp_path)], check=True, timeout=600)
+    wheel = next(tmp_path.glob("loraplace-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"loraplace"}
+    for module in ("loraplace/cli.py", "loraplace/twin/engine.py", "loraplace/twin/scheduler.py"):
+        assert module in names
+    for profile in ("llama-3.1-8b-instruct_h100-64gb", "qwen-2.5-7b-instruct_h100-64gb"):
+        assert f"loraplace/twin/profiles/{profile}.json" in names
+    entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "loraplace = loraplace.cli:main" in entry
