@@ -114,34 +114,38 @@ class V1Scheduler:
         return StepPlan(ids, take, preempted, admitted, blocked)
 
     def _schedule_running_sequential(self, budget: int):
-        """vLLM's running loop one request at a time: preempt from the tail until the request fits."""
-        t, bs = self.t, self.bs
-        running = list(self.running)
-        ids, take, preempted, i = [], [], 0, 0
-        while i < len(running) and budget > 0:
-            rid = running[i]
-            n = min(int(t.num_tokens(rid) - t.computed[rid]), budget)
-            while True:
-                need = -(-(int(t.computed[rid]) + n) // bs) - int(t.blocks[rid])
-                if need <= self.free:
-                    if need > 0:
-                        self._grant(rid, need)
-                    scheduled = True
-                    break
-                victim = running.pop()
-                self._preempt(victim)
-                preempted += 1
-                if victim == rid:
-                    scheduled = False
-                    break
-            if not scheduled:
+        """vLLM's running loop one request at a time: preempt from the tail until the request fits.
+
+        Works on plain lists taken once (the loop is Python either way); the arrays are written back at the end.
+        """
+        t, bs, R = self.t, self.bs, self.running
+        comp = t.computed[R].tolist()
+        todo = (t.num_tokens(R) - t.computed[R]).tolist()
+        blocks = t.blocks[R].tolist()
+        free, n, i = self.free, len(R), 0
+        take: list[int] = []
+        while i < n and budget > 0:
+            k = min(todo[i], budget)
+            need = -(-(comp[i] + k) // bs) - blocks[i]
+            while need > free and n > i:  # preempt the newest running request
+                n -= 1
+                free += blocks[n]
+            if n == i:  # the request itself was preempted
                 break
-            ids.append(rid)
-            take.append(n)
-            budget -= n
+            if need > 0:
+                g = min(need + self.prealloc, free, self.max_blocks_per_req - blocks[i])
+                blocks[i] += g
+                free -= g
+            take.append(k)
+            budget -= k
             i += 1
-        self.running = np.array(running, np.int64)
-        return np.array(ids, np.int64), np.array(take, np.int64), preempted, budget
+        victims = R[n:][::-1]  # in the order they were preempted
+        t.blocks[R[:n]] = blocks[:n]
+        self.free = free - int(t.blocks[victims].sum())  # _preempt gives the victims' blocks back
+        self.running = R[:n]
+        for rid in victims.tolist():
+            self._preempt(rid)
+        return R[:i], np.array(take, np.int64), len(victims), budget
 
     def _preempt(self, rid: int) -> None:
         t = self.t
