@@ -6,12 +6,12 @@ are recorded in the profile's provenance so a user can judge the fit.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from .csvfiles import read_csv
 from .errors import InputFileError
 from .profile import EngineModel, MemoryModel, Profile, StepTimeModel
 
@@ -21,23 +21,6 @@ TWIN_VERSION = "0.1.0"
 # vLLM V1 KV-cache manager: blocks preallocated beyond need (num_preallocate_tokens=64 / block 16).
 # Removed in later releases; versions before 0.9 keep it.
 PREALLOCATE_BLOCKS_BY_VERSION = {"0.8": 4}
-
-
-def read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
-    """Rows of a CSV file, with a one-line error if it is missing, empty or lacks a column."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise InputFileError(f"calibration file not found: {path}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise InputFileError(f"{path}: not a readable CSV ({e})") from None
-    if not rows:
-        raise InputFileError(f"{path}: no data rows")
-    missing = [c for c in required if c not in rows[0]]
-    if missing:
-        raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
-    return rows
 
 
 def num(row: dict, key: str, path: Path) -> float:

@@ -1,8 +1,8 @@
-"""Domain objects of the twin: adapters, request lengths, a serving configuration, requests."""
+"""Domain objects of the twin: adapters, request lengths, a serving configuration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ConfigError
 
@@ -70,24 +70,3 @@ class ServingConfig:
         for a in adapters:
             if a.rank > self.max_lora_rank:
                 raise ConfigError(f"adapter {a.id} has rank {a.rank} above max_lora_rank {self.max_lora_rank}")
-
-
-@dataclass(slots=True)
-class Request:
-    """One request as the scheduler sees it; token counts follow vLLM V1's Request."""
-
-    rid: int
-    adapter: int
-    arrival: float
-    prompt_len: int
-    output_len: int
-    num_computed: int = 0
-    num_generated: int = 0
-    blocks: int = 0
-    first_token_time: float = -1.0
-    finish_time: float = -1.0
-    queue_key: float = field(default=0.0)
-
-    @property
-    def num_tokens(self) -> int:
-        return self.prompt_len + self.num_generated

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
+from .csvfiles import read_csv
 from .entities import Adapter
 from .errors import InputFileError, LoraplaceError
 
 
 def read_adapters_csv(path: Path) -> list[Adapter]:
     """Adapters from `id,rank,rate` rows, with a one-line error naming the first bad row."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise InputFileError(f"adapters file not found: {path}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise InputFileError(f"{path}: not a readable CSV ({e})") from None
-    if not rows or not {"id", "rank", "rate"} <= set(rows[0]):
-        raise InputFileError(f"{path}: expected a header with columns id,rank,rate and at least one row")
+    rows = read_csv(path, ("id", "rank", "rate"))
     adapters, seen = [], set()
     for line, r in enumerate(rows, start=2):
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrivals import poisson_workload
-from .calibrate import read_csv
+from .csvfiles import read_csv
 from .engine import SimOptions, Simulator
 from .entities import Adapter, LengthSpec, ServingConfig
 from .errors import ConfigError, InputFileError
