@@ -143,6 +143,9 @@ class Simulator:
         j = np.arange(extra + 1)
         base = dt + j * growth
         arrived = np.zeros(extra + 1, np.int64)
+        if np.searchsorted(arrival, now + base.sum(), side="right") == next_arr:  # no arrival during the run
+            start = now + np.concatenate(([0.0], np.cumsum(base)[:-1]))
+            return base[: max(1, int(np.searchsorted(start, bound, side="left")))]
         while True:
             durations = base + waiting_s * arrived
             start = now + np.concatenate(([0.0], np.cumsum(durations)[:-1]))

@@ -83,14 +83,18 @@ class V1Scheduler:
         t, bs = self.t, self.bs
         R = self.running
         budget = self.cfg.max_num_batched_tokens
-        rem = t.num_tokens(R) - t.computed[R]
-        avail = budget - (np.cumsum(rem) - rem)
-        n_sched = int(np.count_nonzero(avail > 0))
-        take = np.minimum(rem[:n_sched], avail[:n_sched])
-        ids = R[:n_sched]
-        need = -(-(t.computed[ids] + take) // bs) - t.blocks[ids]
+        comp = t.computed[R]
+        rem = t.num_tokens(R) - comp
+        if int(rem.sum()) <= budget:  # every running request gets all its tokens (the usual case)
+            ids, take = R, rem
+        else:
+            avail = budget - (np.cumsum(rem) - rem)
+            n_sched = int(np.count_nonzero(avail > 0))
+            ids, take, comp = R[:n_sched], np.minimum(rem[:n_sched], avail[:n_sched]), comp[:n_sched]
+        held = t.blocks[ids]
+        need = (comp + take + bs - 1) // bs - held
         grow = need > 0
-        ask = np.minimum(need[grow] + self.prealloc, self.max_blocks_per_req - t.blocks[ids][grow])
+        ask = np.minimum(need[grow] + self.prealloc, self.max_blocks_per_req - held[grow])
         preempted = 0
         if ask.sum() <= self.free:  # every running request gets its blocks: no preemption this step
             t.blocks[ids[grow]] += ask
@@ -159,21 +163,20 @@ class V1Scheduler:
     def _admit(self, scheduled_running: np.ndarray, budget: int):
         """FCFS admission with vLLM's max_loras skip; returns (ids, tokens, why it stopped, budget left)."""
         t, cfg = self.t, self.cfg
-        if not self.lora_enabled:
-            loras = set()
-        elif len(scheduled_running) == len(self.running):  # every running request scheduled: its adapters are the running ones
-            loras = set(np.flatnonzero(self.run_count).tolist())
+        if len(scheduled_running) == len(self.running):  # every running request scheduled: its adapters are the running ones
+            in_batch = self.run_count > 0
         else:
-            loras = set(np.unique(t.adapter[scheduled_running]).tolist())
+            in_batch = np.zeros(len(self.run_count), bool)
+            in_batch[t.adapter[scheduled_running]] = True
+        n_loras = int(np.count_nonzero(in_batch)) if self.lora_enabled else 0
         ids, take = [], []
         n_running = len(self.running)
         while self.n_waiting and budget > 0:
             if n_running + len(ids) >= cfg.max_num_seqs:
                 return ids, take, "max_seqs", budget
-            if self.lora_enabled and len(loras) >= cfg.max_loras:
-                cand = np.fromiter(loras, np.int64, len(loras))
-                a = int(cand[np.argmin(self.head[cand])])
-                if self.head[a] == INF_KEY:
+            if self.lora_enabled and n_loras >= cfg.max_loras:
+                a = int(np.argmin(np.where(in_batch, self.head, INF_KEY)))
+                if self.head[a] == INF_KEY or not in_batch[a]:
                     return ids, take, "empty", budget  # every waiting request belongs to a skipped adapter
             else:
                 a = int(np.argmin(self.head))
@@ -186,7 +189,9 @@ class V1Scheduler:
             self._grant(rid, need)
             t.computed[rid] = 0
             self.run_count[a] += 1
-            loras.add(a)
+            if not in_batch[a]:
+                in_batch[a] = True
+                n_loras += 1
             ids.append(rid)
             take.append(n)
             budget -= n
