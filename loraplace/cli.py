@@ -86,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     sub.add_parser("profiles", help="list the shipped profiles")
+
+    b = sub.add_parser("bpp", help="standard bin-packing instances: the solver back ends against known optima")
+    bsub = b.add_subparsers(dest="bpp_command", required=True, metavar="BPP_COMMAND")
+    bs = bsub.add_parser("solve", help="solve one BPPLIB (.txt) or VPSolver (.vbp) instance")
+    bs.add_argument("file", type=Path)
+    bs.add_argument("--solvers", default="ffd,bfd,cpsat,cbc,highs", help="comma-separated: ffd, bfd, cpsat, cbc, highs")
+    bs.add_argument("--time-limit", type=_positive_float, default=10.0, help="seconds per solver (default 10)")
+    bs.add_argument("--json", action="store_true")
+    bb = bsub.add_parser("bench", help="run solvers over instance sets and compare with optima.csv")
+    bb.add_argument("dir", type=Path, help="instances folder (or one set's folder)")
+    bb.add_argument("--optima", type=Path, required=True, help="optima.csv (paths relative to its folder)")
+    bb.add_argument("--solvers", default="ffd,cpsat,cbc,highs")
+    bb.add_argument("--time-limit", type=_positive_float, default=10.0)
+    bb.add_argument("--sets", help="comma-separated set names (default: all under DIR)")
+    bb.add_argument("--per-set", type=_positive_int, help="only the first N instances of each set")
+    bb.add_argument("--json", action="store_true", help="print {'sets': [...]} as JSON")
     return p
 
 
@@ -172,9 +188,43 @@ def cmd_profiles(args) -> None:
     reports.profiles([load_profile(n) for n in shipped_profiles()])
 
 
+def _solver_list(text: str) -> list[str]:
+    from loraplace.solvers.bpp_solve import SOLVERS
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SOLVERS]
+    if unknown or not names:
+        raise ConfigError(f"unknown solver(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(SOLVERS)}")
+    return names
+
+
+def cmd_bpp(args) -> None:
+    from loraplace.solvers import bpp_bench
+    from loraplace.solvers.bpp_instances import read_instance
+    from loraplace.solvers.bpp_solve import solve
+
+    solvers = _solver_list(args.solvers)
+    if args.bpp_command == "solve":
+        inst = read_instance(args.file)
+        results = [solve(inst, s, args.time_limit).to_dict() for s in solvers]
+        if args.json:
+            print(json.dumps({"instance": inst.name, "items": inst.n, "dims": inst.dims, "results": results}))
+        else:
+            reports.bpp_results(inst, results)
+        return
+    sets = [s for s in args.sets.split(",") if s] if args.sets else None
+    total = bpp_bench.count(args.dir, args.optima, sets, args.per_set) * len(solvers)
+    with reports.progress("solving instances", total, quiet=args.json) as tick:
+        rows = bpp_bench.bench(args.dir, args.optima, solvers, args.time_limit, sets, args.per_set, progress=tick)
+    if args.json:
+        print(json.dumps({"time_limit_s": args.time_limit, "sets": rows}))
+    else:
+        reports.bpp_bench(rows, args.time_limit)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": cmd_simulate, "calibrate": cmd_calibrate, "profiles": cmd_profiles}
+    handlers = {"simulate": cmd_simulate, "calibrate": cmd_calibrate, "profiles": cmd_profiles, "bpp": cmd_bpp}
     handler = cmd_validate if args.command == "twin" else handlers[args.command]
     try:
         handler(args)

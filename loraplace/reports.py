@@ -97,3 +97,25 @@ def profiles(items: list) -> None:
     for p in items:
         t.add_row(p.name, p.model, p.gpu, p.vllm_version, str(p.max_model_len), f"{p.memory.kv_tokens(8, 16):,}")
     console.print(t)
+
+
+def bpp_results(inst, results: list[dict]) -> None:
+    t = Table(title=f"{inst.name}: {inst.n} items, {inst.dims} dimension(s), capacity {inst.capacity.tolist()}")
+    for col in ("solver", "bins", "lower bound", "status", "time (s)"):
+        t.add_column(col, justify="left" if col in ("solver", "status") else "right")
+    for r in results:
+        colour = "green" if r["status"] == "optimal" else "yellow"
+        t.add_row(r["solver"], str(r["bins"]), str(r["lower_bound"]), f"[{colour}]{r['status']}[/{colour}]", f"{r['time_s']:.3f}")
+    console.print(t)
+
+
+def bpp_bench(rows: list[dict], time_limit: float) -> None:
+    t = Table(title=f"bin-packing solvers against known optima (time limit {time_limit:g} s each)")
+    for col in ("set", "solver", "instances", "unreadable", "proven optimal", "matched known", "contradictions",
+                "mean gap %", "mean time (s)", "max time (s)"):
+        t.add_column(col, justify="left" if col in ("set", "solver") else "right")
+    for r in rows:
+        bad = "[red]" if r["contradictions"] else ""
+        t.add_row(r["name"], r["solver"], str(r["instances"]), str(r["unreadable"]), str(r["proven_optimal"]), str(r["matched_known"]),
+                  f"{bad}{r['contradictions']}", f"{r['mean_gap_pct']:.2f}", f"{r['mean_time_s']:.2f}", f"{r['max_time_s']:.2f}")
+    console.print(t)

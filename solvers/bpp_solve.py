@@ -1,0 +1,101 @@
+"""Solve one bin-packing instance with a named solver: bounds, a heuristic start, an exact model, an independent check."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from loraplace.twin.errors import ConfigError
+
+from . import arcflow
+from .bounds import lower_bound
+from .bpp_instances import BinPackingInstance
+from .packing_heuristics import best_fit_decreasing, check_packing, first_fit_decreasing
+
+SOLVERS = ("ffd", "bfd", "cpsat", "cbc", "highs")
+
+
+@dataclass
+class BppResult:
+    instance: str
+    solver: str
+    bins: int
+    lower_bound: int
+    status: str  # optimal (bins == proven bound), feasible, time_limit
+    time_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _assignment_cpsat(inst: BinPackingInstance, lb: int, start: list[list[int]], time_limit: float) -> arcflow.ExactResult:
+    """Vector packing: item-to-bin assignment with bins used in order, started from the heuristic packing."""
+    from ortools.sat.python import cp_model
+
+    n, ub = inst.n, len(start)
+    model = cp_model.CpModel()
+    x = [[model.NewBoolVar(f"x{j}_{b}") for b in range(ub)] for j in range(n)]
+    y = [model.NewBoolVar(f"y{b}") for b in range(ub)]
+    # Each item in exactly one bin.
+    for j in range(n):
+        model.AddExactlyOne(x[j])
+    # Capacity in every dimension of every used bin.
+    for b in range(ub):
+        for k in range(inst.dims):
+            model.Add(sum(int(inst.sizes[j, k]) * x[j][b] for j in range(n)) <= int(inst.capacity[k]) * y[b])
+    # Bins are opened in order (breaks the symmetry between identical bins).
+    for b in range(ub - 1):
+        model.Add(y[b] >= y[b + 1])
+    model.Add(sum(y) >= lb)
+    model.Minimize(sum(y))
+    for b, items in enumerate(start):
+        for j in items:
+            model.AddHint(x[j][b], 1)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(time_limit, 0.01)
+    solver.parameters.num_workers = 2
+    status = solver.Solve(model)
+    bound = max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6)))
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return arcflow.ExactResult(None, bound, False)
+    bins = [[j for j in range(n) if solver.Value(x[j][b])] for b in range(ub)]
+    return arcflow.ExactResult([b for b in bins if b], bound, status == cp_model.OPTIMAL)
+
+
+def solve(inst: BinPackingInstance, solver: str, time_limit: float = 10.0) -> BppResult:
+    """Best packing found by `solver` within `time_limit` seconds, with the best lower bound proven."""
+    if solver not in SOLVERS:
+        raise ConfigError(f"unknown bin-packing solver '{solver}'; choose from {', '.join(SOLVERS)}")
+    t0 = time.perf_counter()
+    lb = lower_bound(inst)
+    best = best_fit_decreasing(inst) if solver == "bfd" else first_fit_decreasing(inst)
+    status = "feasible"  # a packing without a matching proven bound
+    if solver in ("cpsat", "cbc", "highs") and len(best) > lb:
+        if inst.dims == 1:
+            afg = arcflow.build_graph(inst.sizes[:, 0], int(inst.capacity[0]))
+            res = None
+            relaxed = arcflow.lp_bound(afg, time_limit - (time.perf_counter() - t0)) if afg is not None else None
+            if relaxed is not None:
+                lb = max(lb, int(np.ceil(relaxed - 1e-6)))
+            left = time_limit - (time.perf_counter() - t0)
+            if afg is not None and len(best) > lb and left > 0.5:
+                exact = arcflow.solve_cpsat if solver == "cpsat" else partial(arcflow.solve_pulp, backend=solver)
+                res = exact(afg, inst.sizes[:, 0], lb, best, left)
+        elif solver == "cpsat":
+            res = _assignment_cpsat(inst, lb, best, time_limit - (time.perf_counter() - t0))
+        else:
+            res = None  # the PuLP back ends model one dimension only
+        if res is not None:
+            if res.bins is not None:
+                check_packing(inst, res.bins)  # never trust a solver's assignment unchecked
+                if len(res.bins) <= len(best):
+                    best = res.bins
+            lb = max(lb, len(res.bins) if res.proven and res.bins is not None else res.bound)
+            status = "time_limit"
+    check_packing(inst, best)
+    if len(best) == lb:
+        status = "optimal"
+    return BppResult(inst.name, solver, len(best), lb, status, round(time.perf_counter() - t0, 4))
