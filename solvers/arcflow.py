@@ -49,6 +49,21 @@ def build_graph(sizes: np.ndarray, capacity: int, max_work: int = 4_000_000) -> 
     return ArcFlowGraph(g, weights, demand, capacity)
 
 
+@contextlib.contextmanager
+def quiet_native_output():
+    """Silence C-level stdout and stderr around a solver call (HiGHS prints a banner whatever msg says, CP-SAT its LNS notes)."""
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, target in zip(saved, (1, 2)):
+                os.dup2(fd, target)
+                os.close(fd)
+
+
 def lp_bound(afg: ArcFlowGraph, time_limit: float) -> float | None:
     """The arc-flow linear relaxation's optimum (HiGHS on a sparse matrix), or None if not solved to optimality in time.
 
@@ -81,7 +96,7 @@ def lp_bound(afg: ArcFlowGraph, time_limit: float) -> float | None:
     lp.row_upper_ = [0.0] * len(inner) + [highspy.kHighsInf] * len(afg.demand)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = start, index, value
-    with _quiet_stdout():
+    with quiet_native_output():
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("solver", "ipm")  # interior point (with crossover): much faster on these degenerate LPs
@@ -166,25 +181,14 @@ def solve_cpsat(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(time_limit, 0.01)
     solver.parameters.num_workers = workers
-    status = solver.Solve(model)
+    solver.parameters.linearization_level = 2  # the arc-flow LP is what proves these models; let CP-SAT use all of it
+    with quiet_native_output():
+        status = solver.Solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return ExactResult(None, max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6))), False)
     flow = {e: solver.Value(v) for e, v in x.items()}
     return ExactResult(_paths_to_bins(afg, flow, sizes), max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6))),
                        status == cp_model.OPTIMAL)
-
-
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Silence C-level output (HiGHS prints a banner whatever msg says)."""
-    fd = os.dup(1)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        try:
-            yield
-        finally:
-            os.dup2(fd, 1)
-            os.close(fd)
 
 
 def solve_pulp(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float,
@@ -216,7 +220,7 @@ def solve_pulp(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[i
             solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=limit, threads=2)
     else:
         solver = pulp.HiGHS(msg=False, timeLimit=limit, threads=2)
-    with _quiet_stdout():
+    with quiet_native_output():
         prob.solve(solver)
     # PuLP reports "Optimal" after a time limit whenever it holds a solution: only sol_status says proven.
     if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):

@@ -57,7 +57,8 @@ def _assignment_cpsat(inst: BinPackingInstance, lb: int, start: list[list[int]],
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(time_limit, 0.01)
     solver.parameters.num_workers = 2
-    status = solver.Solve(model)
+    with arcflow.quiet_native_output():
+        status = solver.Solve(model)
     bound = max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6)))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return arcflow.ExactResult(None, bound, False)
