@@ -142,7 +142,9 @@ def _paths_to_bins(afg: ArcFlowGraph, flow: dict, sizes: np.ndarray) -> list[lis
     while any(remaining.get(e, 0) > 0 for e in out_edges.get(0, [])):
         node, items = 0, []
         while node != afg.capacity:
-            e = next(e for e in out_edges[node] if remaining[e] > 0)
+            e = next((e for e in out_edges.get(node, []) if remaining[e] > 0), None)
+            if e is None:
+                raise ValueError("solver flow is not conserved")
             remaining[e] -= 1
             item = afg.graph.edges[e]["item"]
             if item != LOSS and pool[int(afg.weights[item])]:
@@ -151,6 +153,14 @@ def _paths_to_bins(afg: ArcFlowGraph, flow: dict, sizes: np.ndarray) -> list[lis
         if items:
             bins.append(items)
     return bins
+
+
+def _result(afg: ArcFlowGraph, flow: dict, sizes: np.ndarray, bound: int, proven: bool) -> ExactResult:
+    """Bins from a solver's flow; a flow that does not decompose counts as no solution."""
+    try:
+        return ExactResult(_paths_to_bins(afg, flow, sizes), bound, proven)
+    except ValueError:
+        return ExactResult(None, bound, False)
 
 
 def solve_cpsat(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float,
@@ -186,9 +196,8 @@ def solve_cpsat(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[
         status = solver.Solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return ExactResult(None, max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6))), False)
-    flow = {e: solver.Value(v) for e, v in x.items()}
-    return ExactResult(_paths_to_bins(afg, flow, sizes), max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6))),
-                       status == cp_model.OPTIMAL)
+    return _result(afg, {e: solver.Value(v) for e, v in x.items()}, sizes,
+                   max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6))), status == cp_model.OPTIMAL)
 
 
 def solve_pulp(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float,
@@ -228,4 +237,4 @@ def solve_pulp(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[i
     flow = {e: (v.value() or 0.0) for e, v in x.items()}
     if any(abs(f - round(f)) > 1e-6 or f < -1e-6 for f in flow.values()):
         return ExactResult(None, lb, False)
-    return ExactResult(_paths_to_bins(afg, flow, sizes), lb, prob.sol_status == pulp.LpSolutionOptimal)
+    return _result(afg, flow, sizes, lb, prob.sol_status == pulp.LpSolutionOptimal)
