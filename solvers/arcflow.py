@@ -1,4 +1,4 @@
-"""Exact one-dimensional bin packing: Valério de Carvalho's arc-flow model, solved by CP-SAT or PuLP.
+"""Exact one-dimensional bin packing: Valério de Carvalho's arc-flow model, solved by CP-SAT, PuLP/CBC or HiGHS.
 
 A bin is a path from 0 to the capacity in a graph whose nodes are partial fillings; an arc adds one
 item (sizes non-increasing along a path, which removes symmetric paths) or wastes the rest of the
@@ -64,16 +64,13 @@ def quiet_native_output():
                 os.close(fd)
 
 
-def lp_bound(afg: ArcFlowGraph, time_limit: float) -> float | None:
-    """The arc-flow linear relaxation's optimum (HiGHS on a sparse matrix), or None if not solved to optimality in time.
-
-    Its ceiling bounds the number of bins, tightly in practice.
-    """
+def _highs_model(afg: ArcFlowGraph, lb: float = 0.0, ub: float | None = None):
+    """The arc-flow model as a column-wise sparse HiGHS LP: inner-node conservation rows, demand rows, a bins row."""
     import highspy
 
     g = afg.graph
     inner = {v: r for r, v in enumerate(v for v in g.nodes if v not in (0, afg.capacity))}
-    n_rows = len(inner) + len(afg.demand)
+    bins_row = len(inner) + len(afg.demand)
     start, index, value, cost, upper = [0], [], [], [], []
     for u, v, d in g.edges(data=True):
         entries = []
@@ -83,6 +80,8 @@ def lp_bound(afg: ArcFlowGraph, time_limit: float) -> float | None:
             entries.append((inner[u], -1.0))  # flow out of u
         if d["item"] != LOSS:
             entries.append((len(inner) + d["item"], 1.0))  # covers one item of this size
+        if u == 0:
+            entries.append((bins_row, 1.0))  # opens a bin
         for r, a in sorted(entries):
             index.append(r)
             value.append(a)
@@ -90,22 +89,60 @@ def lp_bound(afg: ArcFlowGraph, time_limit: float) -> float | None:
         cost.append(1.0 if u == 0 else 0.0)
         upper.append(float(afg.demand[d["item"]]) if d["item"] != LOSS else highspy.kHighsInf)
     lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = len(cost), n_rows
+    lp.num_col_, lp.num_row_ = len(cost), bins_row + 1
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, [0.0] * len(cost), upper
-    lp.row_lower_ = [0.0] * len(inner) + [float(b) for b in afg.demand]
-    lp.row_upper_ = [0.0] * len(inner) + [highspy.kHighsInf] * len(afg.demand)
+    # Conservation (= 0), demand (>= items of each size), and the number of bins within known bounds.
+    lp.row_lower_ = [0.0] * len(inner) + [float(b) for b in afg.demand] + [float(lb)]
+    lp.row_upper_ = [0.0] * len(inner) + [highspy.kHighsInf] * len(afg.demand) + [highspy.kHighsInf if ub is None else float(ub)]
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = start, index, value
+    return lp
+
+
+def _run_highs(lp, time_limit: float, **options):
+    import highspy
+
     with quiet_native_output():
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
-        h.setOptionValue("solver", "ipm")  # interior point (with crossover): much faster on these degenerate LPs
         h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+        for k, v in options.items():
+            h.setOptionValue(k, v)
         h.passModel(lp)
         h.run()
+    return h
+
+
+def lp_bound(afg: ArcFlowGraph, time_limit: float) -> float | None:
+    """The arc-flow linear relaxation's optimum, or None if not solved to optimality in time.
+
+    Its ceiling bounds the number of bins, tightly in practice.
+    """
+    import highspy
+
+    # interior point (with crossover): much faster than simplex on these degenerate LPs
+    h = _run_highs(_highs_model(afg), time_limit, solver="ipm")
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     return float(h.getInfo().objective_function_value)
+
+
+def solve_highs(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float) -> ExactResult:
+    """The integer arc-flow model in HiGHS through highspy, on the same sparse matrix as the LP bound."""
+    import highspy
+
+    lp = _highs_model(afg, lb, len(start))
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * lp.num_col_
+    h = _run_highs(lp, time_limit, threads=2)
+    status, info = h.getModelStatus(), h.getInfo()
+    if info.primal_solution_status != 2:  # 2 = feasible
+        return ExactResult(None, lb, False)
+    values = h.getSolution().col_value
+    flow = {e: values[k] for k, e in enumerate(afg.graph.edges(keys=True))}
+    if any(abs(f - round(f)) > 1e-6 or f < -1e-6 for f in flow.values()):
+        return ExactResult(None, lb, False)
+    bound = max(lb, int(np.ceil(info.mip_dual_bound - 1e-6))) if np.isfinite(info.mip_dual_bound) else lb
+    return _result(afg, flow, sizes, bound, status == highspy.HighsModelStatus.kOptimal)
 
 
 def packing_flow(afg: ArcFlowGraph, sizes: np.ndarray, bins: list[list[int]]) -> dict:
@@ -200,8 +237,8 @@ def solve_cpsat(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[
                    max(lb, int(np.ceil(solver.BestObjectiveBound() - 1e-6))), status == cp_model.OPTIMAL)
 
 
-def solve_pulp(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float,
-               backend: str = "cbc") -> ExactResult:
+def solve_cbc(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float) -> ExactResult:
+    """The integer arc-flow model in PuLP, solved by the CBC that ships with PuLP."""
     import pulp
 
     g, ub = afg.graph, len(start)
@@ -223,12 +260,9 @@ def solve_pulp(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[i
     prob += bins >= lb
     prob += bins <= ub
     limit = max(time_limit, 1.0)
-    if backend == "cbc":
-        with warnings.catch_warnings():  # the bundled CBC binary is deprecated in PuLP 3.3, still the one that ships
-            warnings.simplefilter("ignore", DeprecationWarning)
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=limit, threads=2)
-    else:
-        solver = pulp.HiGHS(msg=False, timeLimit=limit, threads=2)
+    with warnings.catch_warnings():  # the bundled CBC binary is deprecated in PuLP 3.3, still the one that ships
+        warnings.simplefilter("ignore", DeprecationWarning)
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=limit, threads=2)
     with quiet_native_output():
         prob.solve(solver)
     # PuLP reports "Optimal" after a time limit whenever it holds a solution: only sol_status says proven.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from functools import partial
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -83,12 +82,12 @@ def solve(inst: BinPackingInstance, solver: str, time_limit: float = 10.0) -> Bp
                 lb = max(lb, int(np.ceil(relaxed - 1e-6)))
             left = time_limit - (time.perf_counter() - t0)
             if afg is not None and len(best) > lb and left > 0.5:
-                exact = arcflow.solve_cpsat if solver == "cpsat" else partial(arcflow.solve_pulp, backend=solver)
+                exact = {"cpsat": arcflow.solve_cpsat, "cbc": arcflow.solve_cbc, "highs": arcflow.solve_highs}[solver]
                 res = exact(afg, inst.sizes[:, 0], lb, best, left)
         elif solver == "cpsat":
             res = _assignment_cpsat(inst, lb, best, time_limit - (time.perf_counter() - t0))
         else:
-            res = None  # the PuLP back ends model one dimension only
+            res = None  # the CBC and HiGHS back ends model one dimension only
         if res is not None:
             if res.bins is not None:
                 check_packing(inst, res.bins)  # never trust a solver's assignment unchecked
