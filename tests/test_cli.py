@@ -114,3 +114,30 @@ def test_validate_summary_on_a_slice(shared, tmp_path):
     assert s["startup_accuracy"] == 1.0
     assert s["starved_accuracy"] == 1.0
     assert s["throughput_mape_pct"] <= 3.0 and s["throughput_max_ape_pct"] <= 5.0
+
+
+def test_bpp_solve_and_bench(tmp_path):
+    (tmp_path / "s").mkdir()
+    inst = tmp_path / "s" / "a.txt"
+    inst.write_text("9\n10\n6\n5\n4\n4\n3\n2\n2\n2\n2\n")
+    out = json.loads(run("bpp", "solve", str(inst), "--solvers", "ffd,cpsat", "--json", check=True).stdout)
+    by = {r["solver"]: r for r in out["results"]}
+    assert by["ffd"]["bins"] == 4 and by["cpsat"]["bins"] == 3 and by["cpsat"]["status"] == "optimal"
+    (tmp_path / "optima.csv").write_text("set,instance,file,n_items,capacity,optimum,optimum_kind,source,lower_bound,dims\n"
+                                         "s,a,s/a.txt,9,10,3,proven,test,3,1\n")
+    bench = json.loads(run("bpp", "bench", str(tmp_path), "--optima", str(tmp_path / "optima.csv"), "--solvers", "ffd,cbc",
+                           "--json", check=True).stdout)
+    rows = {r["solver"]: r for r in bench["sets"]}
+    for key in ("name", "instances", "proven_optimal", "matched_known", "contradictions", "max_time_s"):
+        assert key in rows["cbc"]
+    assert rows["cbc"]["proven_optimal"] == 1 and rows["ffd"]["matched_known"] == 0 and rows["cbc"]["contradictions"] == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (("bpp", "solve", "/no/such.txt"), "not found"),
+    (("bpp", "solve", "/no/such.txt", "--solvers", "magic"), "unknown solver"),
+    (("bpp", "bench", "/tmp", "--optima", "/no/optima.csv"), "not found"),
+])
+def test_bpp_bad_input_is_one_line(args, message):
+    lines = error_of(run(*args))
+    assert len(lines) == 1 and message in lines[0]
