@@ -33,7 +33,7 @@ class StepPlan:
 
 class V1Scheduler:
     def __init__(self, table: RequestTable, config: ServingConfig, num_blocks: int, n_adapters: int,
-                 preallocate_blocks: int, lora_enabled: bool = True):
+                 preallocate_blocks: int):
         self.t = table
         self.cfg = config
         self.bs = config.block_size
@@ -41,7 +41,6 @@ class V1Scheduler:
         self.num_blocks = int(num_blocks)
         self.prealloc = int(preallocate_blocks)
         self.max_blocks_per_req = -(-config.max_model_len // self.bs)
-        self.lora_enabled = lora_enabled
         self.running = np.empty(0, np.int64)
         self.queues: list[deque] = [deque() for _ in range(n_adapters)]  # (key, request id), keys ascending
         self.head = np.full(n_adapters, INF_KEY, np.int64)  # key of each adapter's first waiting request
@@ -168,13 +167,13 @@ class V1Scheduler:
         else:
             in_batch = np.zeros(len(self.run_count), bool)
             in_batch[t.adapter[scheduled_running]] = True
-        n_loras = int(np.count_nonzero(in_batch)) if self.lora_enabled else 0
+        n_loras = int(np.count_nonzero(in_batch))
         ids, take = [], []
         n_running = len(self.running)
         while self.n_waiting and budget > 0:
             if n_running + len(ids) >= cfg.max_num_seqs:
                 return ids, take, "max_seqs", budget
-            if self.lora_enabled and n_loras >= cfg.max_loras:
+            if n_loras >= cfg.max_loras:
                 a = int(np.argmin(np.where(in_batch, self.head, INF_KEY)))
                 if self.head[a] == INF_KEY or not in_batch[a]:
                     return ids, take, "empty", budget  # every waiting request belongs to a skipped adapter

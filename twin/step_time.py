@@ -22,22 +22,19 @@ class StepShape:
 class StepTimePredictor:
     """Step time in seconds for one server; replaceable (Vidur-style) by any object with the same two methods."""
 
-    def __init__(self, profile: Profile, max_loras: int, lora_enabled: bool = True):
+    def __init__(self, profile: Profile, max_loras: int):
         self.s = profile.step
-        self.lora_enabled = lora_enabled
         self.load_ms = profile.engine.load_ms
         self.waiting_s = self.s.sched_ms_per_waiting / 1000.0  # seconds each waiting request adds to a step
-        self.lora_fixed_ms = (self.s.lora_ms + self.s.lora_ms_per_slot * max_loras) if lora_enabled else 0.0
+        self.lora_fixed_ms = self.s.lora_ms + self.s.lora_ms_per_slot * max_loras
 
     def seconds(self, shape: StepShape) -> float:
         s = self.s
         tokens = shape.decode_seqs + shape.prefill_tokens
-        ms = (s.intercept_ms + s.decode_ms_per_seq * shape.decode_seqs + s.prefill_ms_per_token * shape.prefill_tokens
-              + s.attn_ms_per_ctx_token * shape.decode_context + s.sched_ms_per_waiting * shape.waiting
-              + self.load_ms * shape.adapter_loads)
-        if self.lora_enabled:
-            ms += self.lora_fixed_ms + s.lora_ms_per_token * tokens + s.lora_ms_per_adapter * shape.distinct_adapters
-        return ms / 1000.0
+        base = (s.intercept_ms + s.decode_ms_per_seq * shape.decode_seqs + s.prefill_ms_per_token * shape.prefill_tokens
+                + s.attn_ms_per_ctx_token * shape.decode_context)
+        lora = self.lora_fixed_ms + s.lora_ms_per_token * tokens + s.lora_ms_per_adapter * shape.distinct_adapters
+        return (base + lora + s.sched_ms_per_waiting * shape.waiting + self.load_ms * shape.adapter_loads) / 1000.0
 
     def decode_run(self, shape: StepShape) -> tuple[float, float]:
         """(first step seconds, increase per step) for consecutive pure-decode steps: each adds one context token per sequence."""
