@@ -32,6 +32,21 @@ class SimOptions:
     exact_steps: bool = False  # True: never skip decode runs (slow; for checking that skipping is exact)
 
 
+def decode_run_blocks(sched: V1Scheduler, ids: np.ndarray, m: int) -> np.ndarray:
+    """Blocks each decoding request takes over the next `m` extra steps, every allocation granted in full.
+
+    A request first needs a block when its context passes its last block; each allocation then adds
+    1 + preallocate blocks, which last (1 + preallocate) x block_size more steps.
+    """
+    t = sched.t
+    per_allocation = 1 + sched.prealloc
+    first = sched.bs * t.blocks[ids] - t.computed[ids]  # extra step that first needs a block
+    due = first <= m
+    out = np.zeros(len(ids), np.int64)
+    out[due] = ((m - first[due]) // (sched.bs * per_allocation) + 1) * per_allocation
+    return out
+
+
 class Simulator:
     """One GPU serving `adapters` under `config`, driven by `workload`."""
 
@@ -114,12 +129,8 @@ class Simulator:
         m_max = int((t.output[ids] - t.generated[ids]).min()) - 1  # the step producing the first last token ends the run
         if m_max <= 0:
             return 0
-        chunk = sched.bs * (1 + sched.prealloc)  # tokens covered by one full allocation
-        first = sched.bs * t.blocks[ids] - t.computed[ids]  # extra step that first needs a block
-
         def blocks_needed(m: int) -> int:
-            due = first <= m
-            return int(((m - first[due]) // chunk + 1).sum()) * (1 + sched.prealloc)
+            return int(decode_run_blocks(sched, ids, m).sum())
 
         if blocks_needed(m_max) <= sched.free:
             return m_max
@@ -159,12 +170,7 @@ class Simulator:
         """Apply `steps` steps of this plan: tokens computed and generated, blocks taken, requests finished."""
         t = sched.t
         if steps > 1:
-            chunk = sched.bs * (1 + sched.prealloc)
-            first = sched.bs * t.blocks[ids] - t.computed[ids]
-            m = steps - 1
-            due = first <= m
-            extra = np.zeros(len(ids), np.int64)
-            extra[due] = ((m - first[due]) // chunk + 1) * (1 + sched.prealloc)
+            extra = decode_run_blocks(sched, ids, steps - 1)
             t.blocks[ids] += extra
             sched.free -= int(extra.sum())
             t.computed[ids] += steps
