@@ -87,6 +87,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("profiles", help="list the shipped profiles")
 
+    so = sub.add_parser("solve", help="place adapters on as few GPUs as possible (the main job)")
+    so.add_argument("instance", type=Path, help="instance JSON (instances/placement-instance.schema.json) or adapters CSV")
+    so.add_argument("--strategies", default="all", help="comma-separated strategy names, or all (default)")
+    so.add_argument("--time-limit", type=_positive_float, default=60.0, help="seconds per exact strategy (default 60)")
+    so.add_argument("--gpus", type=_positive_int, help="GPUs available (default: as many as needed)")
+    so.add_argument("--profile", help="profile (default: the instance's)")
+    so.add_argument("--mean-input", type=_positive_float, help="mean prompt tokens (default: the instance's, else 223)")
+    so.add_argument("--mean-output", type=_positive_float, help="mean output tokens (default: the instance's, else 196)")
+    so.add_argument("--starvation-threshold", type=_positive_float, help="default: the instance's, else 0.9")
+    so.add_argument("--oracle", choices=("surrogate", "twin"), default="surrogate",
+                    help="feasibility oracle for the strategies (default surrogate; twin is exact but slow)")
+    so.add_argument("--oracle-window", type=_positive_float, default=1800.0, help="twin oracle: simulated seconds per query")
+    so.add_argument("--check-window", type=_positive_float, default=3600.0,
+                    help="simulated seconds of the twin's check of every printed GPU (default 3600)")
+    so.add_argument("--no-twin-check", action="store_true", help="skip the twin's check of the placements")
+    so.add_argument("--workers", type=_positive_int, default=2, help="parallel twin simulations (default 2)")
+    so.add_argument("--seed", type=int, default=0, help="seed of every simulated arrival stream")
+    so.add_argument("--export", type=Path, metavar="DIR", help="write the best placement and its vllm serve commands here")
+    so.add_argument("--adapter-dir", default="adapters", help="where the exported commands expect adapter folders")
+    so.add_argument("--model", help="model name or path in the exported commands (default: the profile's model)")
+    so.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ig = sub.add_parser("instances", help="placement instance files")
+    isub = ig.add_subparsers(dest="instances_command", required=True, metavar="INSTANCES_COMMAND")
+    gen = isub.add_parser("generate", help="write the shipped instance family (modelled on arXiv 2602.24044)")
+    gen.add_argument("--out", type=Path, default=Path("instances"), help="folder (default instances/)")
+    gen.add_argument("--profile", default="llama-3.1-8b-instruct_h100-64gb")
+    gen.add_argument("--seed", type=int, default=0)
+
+    sg = sub.add_parser("surrogate", help="the CatBoost oracle: generate twin data, train, evaluate")
+    ssub = sg.add_subparsers(dest="surrogate_command", required=True, metavar="SURROGATE_COMMAND")
+    g = ssub.add_parser("generate", help="simulate a space-filling design of GPU configurations with the twin")
+    g.add_argument("--profile", required=True, help="shipped profile name or profile JSON path")
+    g.add_argument("--samples", type=_positive_int, required=True, help="design points to simulate")
+    g.add_argument("--out", type=Path, required=True, help="JSON-lines output (an existing file is resumed)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--window", type=_positive_float, default=1800.0, help="simulated seconds per point (default 1800)")
+    g.add_argument("--starvation-threshold", type=_positive_float, default=0.9)
+    g.add_argument("--workers", type=_positive_int, default=2, help="local processes (default 2)")
+    g.add_argument("--ray", metavar="ADDRESS", help="run on an existing Ray cluster instead (needs loraplace[ray])")
+    g.add_argument("--json", action="store_true", help="print a JSON summary")
+    tr = ssub.add_parser("train", help="fit the CatBoost models on twin data (seeded, early stopping)")
+    tr.add_argument("--profile", required=True)
+    tr.add_argument("--data", type=Path, required=True, help="data from 'surrogate generate' (plain or .gz)")
+    tr.add_argument("--out", type=Path, help="model folder (default surrogate/models/PROFILE)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--iterations", type=_positive_int, help="CatBoost iterations (default 3000, early stopping)")
+    tr.add_argument("--json", action="store_true")
+    ev = ssub.add_parser("evaluate", help="surrogate errors on held-out twin data and measured runs, and its latency")
+    ev.add_argument("--profile", required=True)
+    ev.add_argument("--model", type=Path, help="model folder (default: the one shipped for the profile)")
+    ev.add_argument("--data", type=Path, help="twin data: scores its held-out split (or all of it if not the training data)")
+    ev.add_argument("--runs", type=Path, help="measured runs CSV (schema of reference/runs/)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the adapter patterns of the runs")
+    ev.add_argument("--json", action="store_true")
+
     b = sub.add_parser("bpp", help="standard bin-packing instances: the solver back ends against known optima")
     bsub = b.add_subparsers(dest="bpp_command", required=True, metavar="BPP_COMMAND")
     bs = bsub.add_parser("solve", help="solve one BPPLIB (.txt) or VPSolver (.vbp) instance")
@@ -188,6 +244,119 @@ def cmd_profiles(args) -> None:
     reports.profiles([load_profile(n) for n in shipped_profiles()])
 
 
+def cmd_surrogate_generate(args) -> None:
+    from loraplace.surrogate.generate import generate
+    from loraplace.twin.profile import load_profile
+
+    profile = load_profile(args.profile)
+    with reports.progress("simulating design points", args.samples, quiet=args.json) as tick:
+        made = generate(profile, args.samples, args.out, seed=args.seed, window=args.window,
+                        threshold=args.starvation_threshold, workers=args.workers, ray_address=args.ray, progress=tick)
+    out = {"profile": profile.name, "out": str(args.out), "samples": args.samples, "simulated_now": made}
+    print(json.dumps(out) if args.json else f"{made} design points simulated now; {args.out} holds {args.samples}")
+
+
+def cmd_solve(args) -> None:
+    from loraplace.solvers.instance_files import export, read_instance
+    from loraplace.solvers.placement_solve import Solver, make_oracle, strategy_list, twin_check
+    from loraplace.twin.entities import LengthSpec
+    from loraplace.twin.profile import load_profile
+
+    names = strategy_list(args.strategies)
+    lengths = None
+    if args.mean_input or args.mean_output:
+        lengths = LengthSpec(mean_input=args.mean_input or 223.0, mean_output=args.mean_output or 196.0)
+    inst = read_instance(args.instance, args.profile, lengths, args.gpus, args.starvation_threshold)
+    profile = load_profile(inst.profile)
+    oracle = make_oracle(args.oracle, profile, inst.starvation_threshold, args.oracle_window, args.seed, args.workers)
+    try:
+        with reports.progress("solving", len(names) + 1, quiet=args.json) as tick:
+            solver = Solver(inst, oracle, args.time_limit)
+            tick()
+            placements = []
+            for name in names:
+                placements.append(solver.solve(name))
+                tick()
+    finally:
+        oracle.close()
+    if not args.no_twin_check:
+        gpus = sum(p.gpus for p in placements)
+        with reports.progress("twin check of every GPU", gpus, quiet=args.json or not gpus) as tick:
+            twin_check(placements, inst, profile, args.check_window, args.workers, args.seed, progress=tick)
+    served = [p for p in placements if p.plans and p.status != "infeasible"]
+    best = min(served, key=lambda p: (p.twin_starved_gpus or 0, p.gpus)) if served else None  # ties: first listed
+    out = {"instance": inst.name, "profile": profile.name, "adapters": len(inst.adapters), "oracle": oracle.name,
+           "lower_bound": max(p.lower_bound for p in placements),
+           "best": best.strategy if best else None,
+           "strategies": [p.to_dict(with_plans=args.json) for p in placements]}
+    if args.export and best:
+        out["exported"] = [str(f) for f in export(args.export, inst, best, args.model or profile.model, args.adapter_dir)]
+    if args.json:
+        print(json.dumps(out))
+    else:
+        reports.solve(out, inst, best)
+    if best is None:
+        reasons = sorted({p.reason for p in placements if p.reason})
+        raise ConfigError(f"no strategy found a feasible placement: {'; '.join(reasons)}")
+
+
+def cmd_instances(args) -> None:
+    from loraplace.solvers.instance_files import instance_to_dict
+    from loraplace.solvers.instance_gen import build, family
+    from loraplace.twin.profile import load_profile
+
+    load_profile(args.profile)
+    args.out.mkdir(parents=True, exist_ok=True)
+    members = family(args.seed)
+    for m in members:
+        (args.out / f"{m.name}.json").write_text(json.dumps(instance_to_dict(build(m, args.profile)), indent=1) + "\n")
+    print(f"{len(members)} instances written to {args.out}")
+
+
+def cmd_surrogate_train(args) -> None:
+    from loraplace.surrogate.train import train
+    from loraplace.twin.profile import load_profile
+
+    profile = load_profile(args.profile)
+    out = args.out or Path("surrogate") / "models" / profile.name
+    command = " ".join(["loraplace", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("loraplace") else ""
+    metrics = train(args.data, profile, out, args.seed, {"iterations": args.iterations} if args.iterations else None,
+                    command=command)
+    result = {"profile": profile.name, "out": str(out), **metrics}
+    print(json.dumps(result) if args.json else
+          f"models saved to {out}; test split: throughput MAPE {metrics['throughput_mape_pct']} %, "
+          f"starvation macro-F1 {metrics['starvation_f1']} ({metrics['n_rows']} rows)")
+
+
+def cmd_surrogate_evaluate(args) -> None:
+    from loraplace.surrogate import evaluate as ev
+    from loraplace.surrogate.model import SurrogateModel
+    from loraplace.surrogate.oracle import shipped_model_dir
+    from loraplace.twin.profile import load_profile
+    from loraplace.twin.validate import read_runs
+
+    profile = load_profile(args.profile)
+    model = SurrogateModel.load(args.model or shipped_model_dir(profile.name))
+    out = {"profile": profile.name}
+    if args.data:
+        out["twin_holdout"] = ev.evaluate_holdout(model, args.data, profile)
+    if args.runs:
+        out["measured_runs"] = ev.evaluate_runs(model, read_runs(args.runs), profile, args.seed)
+    out.update(ev.latency(model, profile))
+    main_part = out.get("measured_runs") or out.get("twin_holdout") or {}
+    out.update({k: main_part.get(k) for k in ("n_runs", "throughput_mape_pct", "starvation_f1")})
+    if "n_runs" not in main_part:
+        out["n_runs"] = main_part.get("n_rows")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        reports.surrogate_evaluation(out)
+
+
+SURROGATE_COMMANDS = {"generate": cmd_surrogate_generate, "train": cmd_surrogate_train,
+                      "evaluate": cmd_surrogate_evaluate}
+
+
 def _solver_list(text: str) -> list[str]:
     from loraplace.solvers.bpp_solve import SOLVERS
 
@@ -224,8 +393,9 @@ def cmd_bpp(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": cmd_simulate, "calibrate": cmd_calibrate, "profiles": cmd_profiles, "bpp": cmd_bpp}
-    handler = cmd_validate if args.command == "twin" else handlers[args.command]
+    handlers = {"simulate": cmd_simulate, "calibrate": cmd_calibrate, "profiles": cmd_profiles, "bpp": cmd_bpp,
+                "twin": cmd_validate, "solve": cmd_solve, "instances": cmd_instances, "surrogate": lambda a: SURROGATE_COMMANDS[a.surrogate_command](a)}
+    handler = handlers[args.command]
     try:
         handler(args)
     except StartupError as e:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get wide tables, not wrapped cells
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -22,14 +23,14 @@ def _fmt(v, digits: int = 1) -> str:
 
 @contextlib.contextmanager
 def progress(label: str, total: int, quiet: bool = False):
-    """A progress bar on stderr; yields a callable that advances it by one."""
+    """A progress bar on stderr; yields a callable that advances it (by one unless told)."""
     if quiet:
-        yield lambda: None
+        yield lambda k=1: None
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
+        yield lambda k=1: bar.advance(task, k)
 
 
 def simulation(r: dict) -> None:
@@ -119,3 +120,48 @@ def bpp_bench(rows: list[dict], time_limit: float) -> None:
         t.add_row(r["name"], r["solver"], str(r["instances"]), str(r["unreadable"]), str(r["proven_optimal"]), str(r["matched_known"]),
                   f"{bad}{r['contradictions']}", f"{r['mean_gap_pct']:.2f}", f"{r['mean_time_s']:.2f}", f"{r['max_time_s']:.2f}")
     console.print(t)
+
+
+def solve(out: dict, inst, best) -> None:
+    t = Table(title=f"{out['instance']}: {out['adapters']} adapters on {out['profile']} (oracle: {out['oracle']})")
+    for col in ("strategy", "GPUs", "lower bound", "gap", "status", "solve time (s)", "twin-starved GPUs", "note"):
+        t.add_column(col, justify="left" if col in ("strategy", "status", "note") else "right")
+    for s in out["strategies"]:
+        colour = {"optimal": "green", "feasible": "cyan", "time_limit": "yellow"}.get(s["status"], "red")
+        starved = s["twin_starved_gpus"]
+        t.add_row(s["name"], _fmt(s["gpus"]) if s["gpus"] else "-", _fmt(s["lower_bound"]), _fmt(s["gap"]),
+                  f"[{colour}]{s['status']}[/{colour}]", f"{s['solve_time_s']:.2f}",
+                  "-" if starved is None else (f"[red]{starved}[/red]" if starved else "0"), s["reason"])
+    console.print(t)
+    if best is None:
+        return
+    g = Table(title=f"best placement: {best.strategy} ({best.gpus} GPUs)")
+    for col in ("GPU", "adapters", "ranks", "max_loras", "max_lora_rank", "offered tok/s", "predicted tok/s", "twin tok/s",
+                "twin"):
+        g.add_column(col, justify="right" if col not in ("ranks", "twin") else "left")
+    for i, p in enumerate(best.plans):
+        ranks = {}
+        for s in p.shares:
+            ranks[s.adapter.rank] = ranks.get(s.adapter.rank, 0) + 1
+        tw = p.twin or {}
+        verdict = "-" if not tw else ("[red]starved[/red]" if tw["starved"] or tw["status"] != "ok" else "[green]ok[/green]")
+        g.add_row(str(i), str(len(p.shares)), " ".join(f"{k}x{v}" for k, v in sorted(ranks.items())), str(p.max_loras),
+                  str(p.max_lora_rank), _fmt(p.ideal_tok_s), _fmt(p.predicted_tok_s), _fmt(tw.get("throughput_tok_s")), verdict)
+    console.print(g)
+    if "exported" in out:
+        console.print(f"exported {len(out['exported'])} files to {Path(out['exported'][0]).parent}")
+
+
+def surrogate_evaluation(out: dict) -> None:
+    t = Table(title=f"surrogate for {out['profile']}")
+    for col in ("against", "rows", "MAPE %", "median APE %", "max APE %", "starvation accuracy", "macro-F1"):
+        t.add_column(col, justify="left" if col == "against" else "right")
+    for key, label in (("twin_holdout", "twin (held out)"), ("measured_runs", "measured runs")):
+        if key in out:
+            e = out[key]
+            t.add_row(label, _fmt(e.get("n_rows", e.get("n_runs"))), _fmt(e.get("throughput_mape_pct"), 2),
+                      _fmt(e.get("throughput_median_ape_pct"), 2), _fmt(e.get("throughput_max_ape_pct"), 2),
+                      _fmt(e.get("starvation_accuracy"), 4), _fmt(e.get("starvation_f1"), 4))
+    console.print(t)
+    console.print(f"latency: {out['latency_ms_single']:.3f} ms for one call; {out['latency_us_per_row_batch']:.2f} us per row "
+                  f"in a batch of 10,000 (model alone {out['latency_us_per_row_batch_model_only']:.2f} us)")

@@ -1,0 +1,142 @@
+"""Run placement strategies by name on one instance, with a shared oracle, bound and twin check."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from loraplace.twin.errors import ConfigError, LoraplaceError
+from loraplace.twin.oracle import Oracle, TwinOracle
+from loraplace.twin.profile import Profile
+
+from .baselines import dlora, loraserve
+from .benders import benders
+from .capacity import CapacityTable, capacity_table
+from .fit_decreasing import fit_decreasing
+from .greedy import greedy, greedy_latency
+from .gpu_fit import fit
+from .placement import GpuPlan, Placement, PlacementInstance, Share, starves_alone
+
+EXACT = ("cpsat", "ilp-cbc", "ilp-highs")
+STRATEGIES = ("greedy", "ffd", "bfd", *EXACT, "loraserve", "dlora", "greedy-lat")
+ALIASES = {"ilp": "ilp-cbc"}
+
+
+def strategy_list(text: str) -> list[str]:
+    """Names from a comma-separated list, or every strategy for 'all'; unknown names are an error."""
+    names = [ALIASES.get(s.strip(), s.strip()) for s in text.split(",") if s.strip()]
+    if names == ["all"]:
+        return list(STRATEGIES)
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown or not names:
+        raise ConfigError(f"unknown strategy {', '.join(unknown) or '(none given)'}; choose from "
+                          f"{', '.join(STRATEGIES)}, ilp (= ilp-cbc) or all")
+    return list(dict.fromkeys(names))
+
+
+class Solver:
+    """Shares one oracle, one capacity table and the greedy start between the strategies of one run."""
+
+    def __init__(self, inst: PlacementInstance, oracle: Oracle, time_limit: float = 60.0):
+        if time_limit <= 0:
+            raise ConfigError(f"time limit must be positive, got {time_limit}")
+        self.inst, self.oracle, self.time_limit = inst, oracle, time_limit
+        self._check_ranks()
+        self.table: CapacityTable = capacity_table(inst, oracle)
+        self.lower = self.table.lower_bound(inst)
+        self.infeasible_reason = self._why_infeasible() if not math.isfinite(self.lower) else ""
+        self._heuristic: dict[str, list[GpuPlan]] = {}
+
+    def _check_ranks(self) -> None:
+        p = self.oracle.profile
+        for a in self.inst.adapters:
+            if p.memory.max_slots(a.rank, p.max_model_len) < 1:
+                raise ConfigError(f"adapter {a.id} has rank {a.rank}: no --max-loras fits in memory on {p.name} at that rank")
+
+    def _why_infeasible(self) -> str:
+        """Name the adapter no GPU can serve, when the capacity table says some cannot be served."""
+        heaviest = max(self.inst.adapters, key=self.inst.load)
+        if fit(self.oracle, [Share(heaviest)], self.inst.lengths) is None:
+            return str(starves_alone(self.inst, heaviest))
+        return "the capacity table shows some rank class of these adapters cannot be served by any GPU of this profile"
+
+    def heuristic(self, name: str) -> list[GpuPlan]:
+        """A heuristic's plans, computed once per run (the exact strategies start from the best of them)."""
+        inst, oracle = self.inst, self.oracle
+        heuristics: dict[str, Callable[[], list[GpuPlan]]] = {
+            "greedy": lambda: greedy(inst, oracle),
+            "ffd": lambda: fit_decreasing(inst, oracle, best=False),
+            "bfd": lambda: fit_decreasing(inst, oracle, best=True),
+            "greedy-lat": lambda: greedy_latency(inst, oracle, int(self.lower)),
+        }
+        if name not in self._heuristic:
+            self._heuristic[name] = heuristics[name]()
+        return self._heuristic[name]
+
+    def best_start(self) -> list[GpuPlan]:
+        """The fewest GPUs among the greedy, first-fit and best-fit placements."""
+        return min((self.heuristic(h) for h in ("greedy", "ffd", "bfd")), key=len)
+
+    def _run(self, name: str) -> tuple[list[GpuPlan], int, bool | None, str]:
+        """(plans, lower bound, proven optimal or None for heuristics, note)."""
+        inst, oracle = self.inst, self.oracle
+        if name in ("greedy", "ffd", "bfd", "greedy-lat"):
+            return self.heuristic(name), self.lower, None, ""
+        if name in EXACT:
+            res = benders(inst, oracle, self.table, self.best_start(), self.lower, name, self.time_limit)
+            return res.plans, res.lower_bound, res.optimal, f"{res.iterations} master solves, {len(res.cuts)} cuts"
+        plans, note = loraserve(inst, oracle, self.table) if name == "loraserve" else dlora(inst, oracle, self.table, int(self.lower))
+        return plans, self.lower, None, note
+
+    def solve(self, name: str) -> Placement:
+        t0, calls0 = time.perf_counter(), self.oracle.calls
+        if not math.isfinite(self.lower):
+            return Placement(name, [], 0, "infeasible", 0.0, self.infeasible_reason)
+        try:
+            plans, lb, proven, note = self._run(name)
+        except LoraplaceError as e:
+            return Placement(name, [], int(self.lower), "infeasible", time.perf_counter() - t0, str(e))
+        if lb > len(plans):  # a feasible placement below the bound: the capacity table's assumptions failed here
+            note = (note + "; " if note else "") + f"bound {lb} above a feasible placement: not used"
+            lb = 1  # the only bound that assumes nothing
+        starved = sum(1 for p in plans if not p.oracle_ok)
+        if starved:
+            status, note = "infeasible", f"{starved} GPU(s) starve per the oracle" + (f"; {note}" if note else "")
+        elif self.inst.gpus is not None and len(plans) > self.inst.gpus:
+            status, note = "infeasible", f"needs {len(plans)} GPUs, {self.inst.gpus} available"
+        elif len(plans) == lb:
+            status = "optimal"
+        else:
+            status = "time_limit" if proven is False else "feasible"
+        out = Placement(name, plans, lb, status, time.perf_counter() - t0, note, self.oracle.calls - calls0)
+        out.check_covers(self.inst)
+        return out
+
+
+def make_oracle(kind: str, profile: Profile, threshold: float, window: float, seed: int, workers: int) -> Oracle:
+    """The surrogate shipped for this profile, or the twin itself."""
+    if kind == "twin":
+        return TwinOracle(profile, threshold, window_s=window, seed=seed, workers=workers)
+    from loraplace.surrogate.oracle import SurrogateOracle
+
+    return SurrogateOracle.shipped(profile, threshold)
+
+
+def twin_check(placements: list[Placement], inst: PlacementInstance, profile: Profile, window: float = 3600.0,
+               workers: int = 2, seed: int = 0, progress=None) -> None:
+    """Simulate every GPU of every placement with the twin (in parallel, each distinct GPU once) and record it."""
+    twin = TwinOracle(profile, inst.starvation_threshold, window_s=window, seed=seed, workers=workers)
+    plans = [p for pl in placements for p in pl.plans]
+    queries = [p.query(inst.lengths) for p in plans]
+    try:
+        for i in range(0, len(queries), 2 * workers):  # small batches keep the progress bar moving
+            twin.evaluate(queries[i:i + 2 * workers])
+            if progress:
+                progress(len(queries[i:i + 2 * workers]))
+        verdicts = twin.evaluate(queries)
+    finally:
+        twin.close()
+    for p, v in zip(plans, verdicts):
+        p.twin = {"status": v.status, "starved": v.starved, "throughput_tok_s": round(v.throughput_tok_s, 1),
+                  "ideal_tok_s": round(v.ideal_tok_s, 1)}

@@ -1,0 +1,53 @@
+"""The surrogate as the solvers' oracle: microseconds per query, the twin stays the final check."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from loraplace.twin.errors import ConfigError
+from loraplace.twin.oracle import GpuQuery, Oracle, Verdict
+from loraplace.twin.profile import Profile
+
+from .features import feature_matrix
+from .generate import profile_hash
+from .model import SurrogateModel, starved_rule
+
+
+def shipped_model_dir(profile_name: str):
+    return resources.files("loraplace.surrogate") / "models" / profile_name
+
+
+class SurrogateOracle(Oracle):
+    """Throughput from the regressors; starvation from the classifier as the paper uses it, and also whenever
+    the predicted throughput is below the threshold (the classifier alone let through GPUs packed to loads
+    it had rarely seen, which the twin then found starved). At another threshold than the one it was
+    trained for, from the predicted throughput alone."""
+
+    name = "surrogate"
+
+    def __init__(self, profile: Profile, model: SurrogateModel, starvation_threshold: float = 0.9):
+        super().__init__(profile, starvation_threshold)
+        meta = model.metadata
+        if meta.get("profile_sha256") not in (None, profile_hash(profile)):
+            raise ConfigError(f"the surrogate for {profile.name} was trained on a different version of that profile; "
+                              "retrain it (loraplace surrogate train) or use --oracle twin")
+        self.model = model
+        self.trained_threshold = float(meta.get("data", {}).get("starvation_threshold", 0.9))
+
+    @classmethod
+    def shipped(cls, profile: Profile, starvation_threshold: float = 0.9) -> "SurrogateOracle":
+        folder = shipped_model_dir(profile.name)
+        if not (folder / "metadata.json").is_file():
+            raise ConfigError(f"no surrogate ships for profile {profile.name}; train one with "
+                              "'loraplace surrogate train' or use --oracle twin")
+        return cls(profile, SurrogateModel.load(folder), starvation_threshold)
+
+    def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
+        same = abs(self.threshold - self.trained_threshold) < 1e-9
+        pred = self.model.predict(feature_matrix(queries, self.profile), ("ratio", "starved") if same else ("ratio",))
+        out = []
+        starved = starved_rule(pred, self.threshold, classifier=same)
+        for q, ratio, st in zip(queries, pred["ratio"], starved):
+            offered = q.offered_tok_s
+            out.append(Verdict("ok", bool(st), float(min(ratio, 1.0)) * offered, offered))  # never above the offered load
+        return out

@@ -1,0 +1,147 @@
+"""The surrogate: design, features, resumable generation, training round trip, the shipped models' provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loraplace.surrogate.design import MAX_ADAPTERS, MAX_RATE, MIN_ADAPTERS, MIN_RATE, design
+from loraplace.surrogate.features import FEATURES, feature_matrix
+from loraplace.surrogate.generate import generate, read_data
+from loraplace.surrogate.metrics import macro_f1
+from loraplace.surrogate.model import SurrogateModel
+from loraplace.surrogate.oracle import SurrogateOracle, shipped_model_dir
+from loraplace.surrogate.train import train
+from loraplace.twin.entities import LengthSpec
+from loraplace.twin.errors import ConfigError
+from loraplace.twin.oracle import GpuQuery
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ("llama-3.1-8b-instruct_h100-64gb", "qwen-2.5-7b-instruct_h100-64gb")
+
+
+def test_design_is_seeded_and_covers_the_ranges(llama):
+    a, b = design(llama, 300, seed=3), design(llama, 300, seed=3)
+    assert a == b and a != design(llama, 300, seed=4)
+    n = np.array([len(q.ranks) for q in a])
+    assert n.min() >= MIN_ADAPTERS and n.max() <= MAX_ADAPTERS and n.max() > 300
+    rates = np.concatenate([q.rates for q in a])
+    assert rates.min() >= MIN_RATE and rates.max() <= MAX_RATE
+    assert all(q.max_loras <= max(len(q.ranks), 8) for q in a)
+    assert {r for q in a for r in q.ranks} == {8, 16, 32}
+    statuses = {llama.memory.startup_status(q.max_loras, q.max_lora_rank, llama.max_model_len) for q in a}
+    assert "ok" in statuses and len(statuses) > 1  # some points fail to start, on purpose
+
+
+def test_features_match_a_direct_computation(llama):
+    qs = design(llama, 50, seed=1)
+    X = feature_matrix(qs, llama)
+    for i in (0, 7, 49):
+        q = qs[i]
+        rates = np.sort(np.array(q.rates))[::-1]
+        row = dict(zip(FEATURES, X[i]))
+        assert row["adapters"] == len(rates)
+        assert row["rate_sum"] == pytest.approx(rates.sum())
+        assert row["rate_std"] == pytest.approx(rates.std())
+        assert row["rank_std"] == pytest.approx(np.std(q.ranks))
+        assert row["slot_share"] == pytest.approx(rates[:q.max_loras].sum() / rates.sum())
+        assert row["offered_tok_s"] == pytest.approx(q.offered_tok_s)
+    assert np.allclose(feature_matrix(qs[7:8], llama), X[7:8])
+
+
+def test_generation_resumes_and_refuses_other_settings(llama, tmp_path):
+    out = tmp_path / "d.jsonl"
+    assert generate(llama, 6, out, seed=0, window=60.0, workers=1) == 6
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:4]) + "\n")  # as if stopped after three points
+    assert generate(llama, 6, out, seed=0, window=60.0, workers=1) == 3
+    head, records = read_data(out)
+    assert [r["index"] for r in records] == list(range(6))
+    assert head["profile"] == llama.name and head["window_s"] == 60.0
+    with pytest.raises(ConfigError, match="other settings"):
+        generate(llama, 6, out, seed=1, window=60.0, workers=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from loraplace.twin.profile import load_profile
+
+    llama = load_profile(PROFILES[0])
+    folder = tmp_path_factory.mktemp("surrogate")
+    data = folder / "d.jsonl"
+    generate(llama, 60, data, seed=0, window=120.0, workers=2)
+    train(data, llama, folder / "model", seed=0, params={"iterations": 60})
+    return llama, data, folder / "model"
+
+
+def test_saved_model_reloads_with_the_same_predictions(tiny_model):
+    llama, data, folder = tiny_model
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["features"] == list(FEATURES) and meta["profile"] == llama.name
+    assert not (Path.cwd() / "catboost_info").exists()
+    model = SurrogateModel.load(folder)
+    X = feature_matrix(design(llama, 20, seed=9), llama)
+    again = SurrogateModel.load(folder).predict(X)
+    for k, v in model.predict(X).items():
+        assert np.array_equal(v, again[k])
+
+
+def test_oracle_uses_the_classifier_at_its_threshold_and_the_ratio_elsewhere(tiny_model):
+    llama, _, folder = tiny_model
+    model = SurrogateModel.load(folder)
+    q = GpuQuery.of([8] * 16, [0.2] * 16, 16, LengthSpec())
+    v = SurrogateOracle(llama, model).one(q)
+    assert v.status == "ok" and 0 < v.throughput_tok_s <= q.offered_tok_s + 1e-9
+    ratio = model.predict(feature_matrix([q], llama), ("ratio",))["ratio"][0]
+    strict = SurrogateOracle(llama, model, starvation_threshold=1.0).one(q)
+    assert strict.starved == (ratio < 1.0)
+    prob = model.predict(feature_matrix([q], llama), ("starved",))["starved_probability"][0]
+    assert v.starved == (ratio < 0.9 or prob >= 0.5)
+    too_big = GpuQuery.of([32] * 600, [0.01] * 600, 576, LengthSpec())
+    assert SurrogateOracle(llama, model).one(too_big).status != "ok"  # memory decided by the profile, not learnt
+
+
+def test_macro_f1():
+    t = np.array([1, 1, 0, 0], bool)
+    assert macro_f1(t, t) == 1.0
+    assert macro_f1(t, ~t) == 0.0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_shipped_model_matches_its_recorded_data(profile):
+    meta = json.loads((Path(str(shipped_model_dir(profile))) / "metadata.json").read_text())
+    data = ROOT / "surrogate" / "data" / meta["data"]["file"]
+    import hashlib
+
+    assert hashlib.sha256(data.read_bytes()).hexdigest() == meta["data"]["sha256"]
+    assert meta["profile"] == profile
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
+    """Retrain from the shipped data with the recorded settings: the same predictions."""
+    from loraplace.twin.profile import load_profile
+
+    p = load_profile(profile)
+    folder = Path(str(shipped_model_dir(profile)))
+    meta = json.loads((folder / "metadata.json").read_text())
+    train(ROOT / "surrogate" / "data" / meta["data"]["file"], p, tmp_path / "m", seed=meta["split"]["seed"],
+          params={"iterations": meta["params"]["iterations"]})
+    X = feature_matrix(design(p, 200, seed=77), p)
+    shipped, again = SurrogateModel.load(folder).predict(X), SurrogateModel.load(tmp_path / "m").predict(X)
+    for k in shipped:
+        assert np.allclose(shipped[k], again[k], rtol=1e-9, atol=1e-12), k
+
+
+def test_evaluate_json_has_the_documented_keys(shared):
+    from test_cli import run
+
+    runs = shared / "reference" / "runs" / "llama-3.1-8b-instruct_h100-64gb.csv"
+    p = run("surrogate", "evaluate", "--profile", PROFILES[0], "--runs", str(runs), "--json", check=True)
+    out = json.loads(p.stdout)
+    for key in ("n_runs", "throughput_mape_pct", "starvation_f1", "latency_us_per_row_batch", "latency_ms_single"):
+        assert out[key] is not None, key
+    assert out["n_runs"] == 131

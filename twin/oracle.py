@@ -1,0 +1,165 @@
+"""The feasibility oracle: "can one GPU serve these adapters with this many slots, and at what throughput?"
+
+Every placement strategy asks through this interface. A query is a multiset of (rank, rate) pairs plus
+the slots and rank limit; the answer says whether the server starts, whether it starves, and its
+throughput. Memory feasibility is decided from the profile before any model is asked; answers are
+cached by the sorted multiset, so the order of adapters never matters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arrivals import poisson_workload
+from .engine import SimOptions, Simulator
+from .entities import Adapter, LengthSpec, ServingConfig
+from .errors import ConfigError
+from .profile import Profile
+from .results import SimResult
+
+# The `--max-loras` values strategies choose from (the checkpoints of arXiv 2602.24044).
+MAX_LORAS_GRID = (8, 16, 32, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512, 576)
+
+
+def slot_candidates(n: int) -> list[int]:
+    """`--max-loras` values worth trying for n adapters: the grid below n, and n itself (every adapter resident)."""
+    return [g for g in MAX_LORAS_GRID if g < n] + [n]
+
+
+@dataclass(frozen=True)
+class GpuQuery:
+    """One GPU configuration: the adapters it serves (rates in decreasing order) and its vLLM LoRA options."""
+
+    ranks: tuple[int, ...]
+    rates: tuple[float, ...]
+    max_loras: int
+    max_lora_rank: int
+    mean_input: float = 223.0
+    mean_output: float = 196.0
+
+    @classmethod
+    def of(cls, ranks, rates, max_loras: int, lengths: LengthSpec, max_lora_rank: int | None = None) -> "GpuQuery":
+        """A canonical query: adapters by decreasing rate (then rank), so equal multisets share one cache entry."""
+        pairs = sorted(zip((float(x) for x in rates), (int(r) for r in ranks)), key=lambda p: (-p[0], p[1]))
+        if not pairs:
+            raise ConfigError("a GPU query needs at least one adapter")
+        rk = tuple(p[1] for p in pairs)
+        return cls(rk, tuple(p[0] for p in pairs), int(max_loras), int(max_lora_rank or max(rk)),
+                   float(lengths.mean_input), float(lengths.mean_output))
+
+    @property
+    def offered_tok_s(self) -> float:
+        """Tokens per second the adapters ask for (prompt plus output)."""
+        return float(sum(self.rates)) * (self.mean_input + self.mean_output)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The oracle's answer for one query."""
+
+    status: str  # 'ok' or why the server would not start
+    starved: bool
+    throughput_tok_s: float
+    ideal_tok_s: float
+
+    @property
+    def feasible(self) -> bool:
+        return self.status == "ok" and not self.starved
+
+
+class Oracle(ABC):
+    """Batched, cached feasibility answers for one profile; subclasses implement `_predict`."""
+
+    name = "oracle"
+    cheap = True  # answers in microseconds: callers may probe it thousands of times
+    # How much more load other mixes of rates may carry than the two shapes solvers.capacity probes:
+    # benchmarks/capacity_margin.py measured up to 1.094 with the shipped Llama surrogate.
+    shape_margin = 1.10
+
+    def __init__(self, profile: Profile, starvation_threshold: float = 0.9):
+        if not 0 < starvation_threshold <= 1:
+            raise ConfigError(f"starvation threshold must be in (0, 1], got {starvation_threshold}")
+        self.profile, self.threshold = profile, starvation_threshold
+        self._cache: dict[GpuQuery, Verdict] = {}
+        self.calls = 0  # queries answered by the model (cache misses that start)
+
+    def memory_status(self, q: GpuQuery) -> str:
+        """'ok' or the start-up failure the profile predicts for these slots and rank."""
+        if q.max_lora_rank < max(q.ranks):
+            return "rank_above_max_lora_rank"
+        return self.profile.memory.startup_status(q.max_loras, q.max_lora_rank, self.profile.max_model_len)
+
+    def evaluate(self, queries: list[GpuQuery]) -> list[Verdict]:
+        """Answers in query order; memory failures never reach the model, repeats come from the cache."""
+        todo: dict[GpuQuery, None] = {}
+        for q in queries:
+            if q in self._cache:
+                continue
+            status = self.memory_status(q)
+            if status != "ok":
+                self._cache[q] = Verdict(status, True, 0.0, q.offered_tok_s)
+            else:
+                todo[q] = None
+        if todo:
+            fresh = list(todo)
+            self.calls += len(fresh)
+            for q, v in zip(fresh, self._predict(fresh)):
+                self._cache[q] = v
+        return [self._cache[q] for q in queries]
+
+    def one(self, q: GpuQuery) -> Verdict:
+        return self.evaluate([q])[0]
+
+    @abstractmethod
+    def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
+        """Answers for queries whose server starts."""
+
+    def close(self) -> None:
+        """Release worker processes, if any."""
+
+
+def run_query(profile: Profile, q: GpuQuery, window: float, threshold: float, seed: int) -> SimResult:
+    """Simulate one query with the twin over `window` seconds of seeded Poisson arrivals."""
+    adapters = [Adapter(f"a{i}", r, x) for i, (r, x) in enumerate(zip(q.ranks, q.rates))]
+    cfg = ServingConfig(max_loras=q.max_loras, max_lora_rank=q.max_lora_rank, max_model_len=profile.max_model_len)
+    lengths = LengthSpec(mean_input=q.mean_input, mean_output=q.mean_output)
+    workload = poisson_workload(adapters, window, lengths, np.random.default_rng(seed))
+    return Simulator(profile, cfg, adapters, workload, SimOptions(duration=window, starvation_threshold=threshold)).run()
+
+
+def simulate_query(args: tuple[Profile, GpuQuery, float, float, int]) -> Verdict:
+    """One twin run of a query as a verdict (a top-level function so process pools can pickle it)."""
+    res = run_query(*args)
+    return Verdict(res.status, res.starved, res.throughput_tok_s, res.ideal_tok_s)
+
+
+class TwinOracle(Oracle):
+    """The twin itself as the oracle: exact with respect to the twin, a fraction of a second to seconds per query."""
+
+    name = "twin"
+    cheap = False
+
+    def __init__(self, profile: Profile, starvation_threshold: float = 0.9, window_s: float = 1800.0,
+                 seed: int = 0, workers: int = 1):
+        super().__init__(profile, starvation_threshold)
+        if window_s <= 0:
+            raise ConfigError(f"oracle window must be positive, got {window_s}")
+        self.window, self.seed, self.workers = window_s, seed, workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
+        jobs = [(self.profile, q, self.window, self.threshold, self.seed) for q in queries]
+        if self.workers <= 1 or len(jobs) == 1:
+            return [simulate_query(j) for j in jobs]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers)
+        return list(self._pool.map(simulate_query, jobs))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
