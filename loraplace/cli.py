@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print a JSON summary")
     tr = ssub.add_parser("train", help="fit the CatBoost models on twin data (seeded, early stopping)")
     tr.add_argument("--profile", required=True)
-    tr.add_argument("--data", type=Path, required=True, help="data from 'surrogate generate' (plain or .gz)")
+    tr.add_argument("--data", type=Path, nargs="+", required=True,
+                    help="data files from 'surrogate generate' (plain or .gz; several designs may be combined)")
     tr.add_argument("--out", type=Path, help="model folder (default surrogate/models/PROFILE)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--iterations", type=_positive_int, help="CatBoost iterations (default 3000, early stopping)")
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = ssub.add_parser("evaluate", help="surrogate errors on held-out twin data and measured runs, and its latency")
     ev.add_argument("--profile", required=True)
     ev.add_argument("--model", type=Path, help="model folder (default: the one shipped for the profile)")
-    ev.add_argument("--data", type=Path, help="twin data: scores its held-out split (or all of it if not the training data)")
+    ev.add_argument("--data", type=Path, nargs="+",
+                    help="twin data: scores its held-out split (or all of it if not the training data)")
     ev.add_argument("--runs", type=Path, help="measured runs CSV (schema of reference/runs/)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the adapter patterns of the runs")
     ev.add_argument("--json", action="store_true")

@@ -22,11 +22,16 @@ SPLIT = (0.70, 0.15, 0.15)  # train, validation (early stopping), test (held out
 
 @dataclass
 class Dataset:
-    header: dict
+    header: dict  # the first file's (every file shares its profile, window and threshold)
     queries: list[GpuQuery]
     X: np.ndarray
     y: dict[str, np.ndarray]
-    sha256: str
+    sources: list[dict]  # per file: name, sha256, records used, seed
+
+    @property
+    def sha256(self) -> str:
+        """One hash for the whole set of files, in order."""
+        return hashlib.sha256("".join(f["sha256"] for f in self.sources).encode()).hexdigest()
 
     def subset(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return self.X[rows], {k: v[rows] for k, v in self.y.items()}
@@ -37,14 +42,26 @@ def _log(values: list) -> np.ndarray:
     return np.log(np.where(a > 0, a, np.nan))
 
 
-def load_dataset(path: Path, profile: Profile) -> Dataset:
-    """Records whose server started (start-up failures are decided exactly by the profile, not learnt)."""
-    head, records = read_data(path)
-    if head["profile"] != profile.name:
-        raise InputFileError(f"{path} was generated for profile {head['profile']}, not {profile.name}")
-    ok = [r for r in records if r["status"] == "ok" and r["ideal_tok_s"] > 0]
+SHARED_SETTINGS = ("format", "profile", "profile_sha256", "window_s", "starvation_threshold")
+
+
+def load_dataset(paths: list[Path], profile: Profile) -> Dataset:
+    """Records of one or more data files whose server started (start-up failures are decided exactly by the
+    profile, not learnt). Files must share the profile, window and threshold; their designs may differ."""
+    head, ok, sources = None, [], []
+    for path in paths:
+        h, records = read_data(path)
+        if h["profile"] != profile.name:
+            raise InputFileError(f"{path} was generated for profile {h['profile']}, not {profile.name}")
+        if head is not None and any(h.get(k) != head.get(k) for k in SHARED_SETTINGS):
+            raise InputFileError(f"{path} was generated with other settings than {paths[0]}")
+        head = head or h
+        used = [r for r in records if r["status"] == "ok" and r["ideal_tok_s"] > 0]
+        ok += used
+        sources.append({"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                        "records": len(used), "seed": h["seed"], "samples": h["samples"]})
     if len(ok) < 20:
-        raise InputFileError(f"{path}: only {len(ok)} usable records; generate more samples")
+        raise InputFileError(f"only {len(ok)} usable records in {', '.join(map(str, paths))}; generate more samples")
     queries = [GpuQuery.of(r["ranks"], r["rates"], r["max_loras"], LengthSpec(r["mean_input"], r["mean_output"]),
                            r["max_lora_rank"]) for r in ok]
     ratio = np.array([r["throughput_tok_s"] / r["ideal_tok_s"] for r in ok])
@@ -54,8 +71,7 @@ def load_dataset(path: Path, profile: Profile) -> Dataset:
          "starved": np.array([float(r["starved"]) for r in ok]),
          "log_itl_ms": _log([r["mean_itl_ms"] for r in ok]),
          "log_ttft_ms": _log([r["mean_ttft_ms"] for r in ok])}
-    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return Dataset(head, queries, feature_matrix(queries, profile), y, sha)
+    return Dataset(head, queries, feature_matrix(queries, profile), y, sources)
 
 
 def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

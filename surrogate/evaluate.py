@@ -22,7 +22,7 @@ from .train import holdout_metrics
 LATENCY_ROWS = 10_000
 
 
-def evaluate_holdout(model: SurrogateModel, data: Path, profile: Profile) -> dict:
+def evaluate_holdout(model: SurrogateModel, data: list[Path], profile: Profile) -> dict:
     """The test split of the data the model was trained on (same seed, so the same rows)."""
     ds = load_dataset(data, profile)
     if ds.sha256 != model.metadata.get("data", {}).get("sha256"):

@@ -26,7 +26,7 @@ def holdout_metrics(model: SurrogateModel, ds: Dataset, rows: np.ndarray) -> dic
                                                                      pred["starved_probability"] >= 0.5)["starvation_f1"]}
 
 
-def train(data: Path, profile: Profile, out: Path, seed: int = 0, params: dict | None = None,
+def train(data: list[Path], profile: Profile, out: Path, seed: int = 0, params: dict | None = None,
           command: str = "") -> dict:
     """Fit on the training split (early stopping on validation), report the test split, save to `out`."""
     ds = load_dataset(data, profile)
@@ -36,7 +36,9 @@ def train(data: Path, profile: Profile, out: Path, seed: int = 0, params: dict |
     from catboost import __version__ as catboost_version
 
     model.save(out, {"profile": profile.name, "profile_sha256": profile_hash(profile),
-                     "data": {"file": Path(data).name, "sha256": ds.sha256, "records": len(ds.queries), **ds.header},
+                     "data": {"files": ds.sources, "sha256": ds.sha256, "records": len(ds.queries),
+                              **{k: ds.header[k] for k in ("format", "profile_sha256", "window_s", "starvation_threshold",
+                                                           "twin_version")}},
                      "split": {"seed": seed, "fractions": list(SPLIT)}, "test_metrics": metrics,
                      "catboost_version": catboost_version, "command": command})
     return metrics

@@ -73,7 +73,7 @@ def tiny_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("surrogate")
     data = folder / "d.jsonl"
     generate(llama, 60, data, seed=0, window=120.0, workers=2)
-    train(data, llama, folder / "model", seed=0, params={"iterations": 60})
+    train([data], llama, folder / "model", seed=0, params={"iterations": 60})
     return llama, data, folder / "model"
 
 
@@ -112,11 +112,11 @@ def test_macro_f1():
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_shipped_model_matches_its_recorded_data(profile):
-    meta = json.loads((Path(str(shipped_model_dir(profile))) / "metadata.json").read_text())
-    data = ROOT / "surrogate" / "data" / meta["data"]["file"]
     import hashlib
 
-    assert hashlib.sha256(data.read_bytes()).hexdigest() == meta["data"]["sha256"]
+    meta = json.loads((Path(str(shipped_model_dir(profile))) / "metadata.json").read_text())
+    for f in meta["data"]["files"]:
+        assert hashlib.sha256((ROOT / "surrogate" / "data" / f["file"]).read_bytes()).hexdigest() == f["sha256"]
     assert meta["profile"] == profile
 
 
@@ -128,8 +128,8 @@ def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
     p = load_profile(profile)
     folder = Path(str(shipped_model_dir(profile)))
     meta = json.loads((folder / "metadata.json").read_text())
-    train(ROOT / "surrogate" / "data" / meta["data"]["file"], p, tmp_path / "m", seed=meta["split"]["seed"],
-          params={"iterations": meta["params"]["iterations"]})
+    train([ROOT / "surrogate" / "data" / f["file"] for f in meta["data"]["files"]], p, tmp_path / "m",
+          seed=meta["split"]["seed"], params={"iterations": meta["params"]["iterations"]})
     X = feature_matrix(design(p, 200, seed=77), p)
     shipped, again = SurrogateModel.load(folder).predict(X), SurrogateModel.load(tmp_path / "m").predict(X)
     for k in shipped:
