@@ -41,7 +41,7 @@ def main() -> int:
         t = time.perf_counter()
         solver = Solver(inst, oracle, args.time_limit)
         setup = time.perf_counter() - t
-        placements = [solver.solve(s) for s in names]
+        placements = solver.solve_all(names)
         if not args.no_twin_check:
             twin_check(placements, inst, profile)
         row = {"instance": name, "adapters": len(inst.adapters), "setup_s": round(setup, 2),

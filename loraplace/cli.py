@@ -275,10 +275,7 @@ def cmd_solve(args) -> None:
         with reports.progress("solving", len(names) + 1, quiet=args.json) as tick:
             solver = Solver(inst, oracle, args.time_limit)
             tick()
-            placements = []
-            for name in names:
-                placements.append(solver.solve(name))
-                tick()
+            placements = solver.solve_all(names, progress=tick)
     finally:
         oracle.close()
     if not args.no_twin_check:

@@ -113,6 +113,31 @@ class Solver:
         out.check_covers(self.inst)
         return out
 
+    def solve_all(self, names: list[str], progress=None) -> list[Placement]:
+        """Every strategy in turn, then bounds that another strategy's placement contradicts are withdrawn."""
+        placements = []
+        for name in names:
+            placements.append(self.solve(name))
+            if progress:
+                progress()
+        return reconcile(placements)
+
+
+def reconcile(placements: list[Placement]) -> list[Placement]:
+    """A bound above a placement the oracle accepts is wrong (the capacity table's assumptions failed): drop it
+    to 1, the bound that assumes nothing, so no strategy claims an optimum another one beats."""
+    passing = [p.gpus for p in placements if p.plans and all(g.oracle_ok for g in p.plans)]
+    if not passing:
+        return placements
+    fewest = min(passing)
+    for p in placements:
+        if p.lower_bound > fewest:
+            p.lower_bound = 1
+            p.reason = (p.reason + "; " if p.reason else "") + f"bound withdrawn: a {fewest}-GPU placement passes the oracle"
+            if p.status == "optimal" and p.gpus > 1:
+                p.status = "feasible"
+    return placements
+
 
 def make_oracle(kind: str, profile: Profile, threshold: float, window: float, seed: int, workers: int) -> Oracle:
     """The surrogate shipped for this profile, or the twin itself."""

@@ -164,3 +164,16 @@ def test_capacity_table_never_cuts_off_a_feasible_gpu(llama):
 
 def test_partitions_helper_counts_bell_numbers():
     assert [sum(1 for _ in partitions(list(range(n)))) for n in range(1, 6)] == [1, 2, 5, 15, 52]
+
+
+def test_a_bound_another_strategy_beats_is_withdrawn(llama):
+    from loraplace.solvers.placement_solve import reconcile
+
+    inst = instance(60, 0)
+    solver = Solver(inst, CapacityOracle(llama), time_limit=5)
+    greedy, ffd = solver.solve("greedy"), solver.solve("ffd")
+    greedy.lower_bound = ffd.gpus + 1  # as if the capacity table had overestimated the bound
+    greedy.status = "optimal"
+    reconcile([greedy, ffd])
+    assert greedy.lower_bound == 1 and "withdrawn" in greedy.reason
+    assert greedy.status == ("feasible" if greedy.gpus > 1 else "optimal")
