@@ -82,7 +82,8 @@ def _dlora_on(inst: PlacementInstance, k: int, op: float) -> list[list[Share]]:
         loads[g] += inst.load(a)
     by_id = {a.id: a for a in inst.adapters}
     for _ in range(len(inst.adapters)):
-        worst = min(range(k), key=lambda i: _tolerances(loads, op)[i])
+        tolerance = _tolerances(loads, op)
+        worst = min(range(k), key=tolerance.__getitem__)
         on_worst = [i for i, h in hosts.items() if worst in h]
         a = max(on_worst, key=lambda i: (inst.load(by_id[i]) / len(hosts[i]), i))
         free = [g for g in range(k) if g not in hosts[a]]
@@ -94,7 +95,7 @@ def _dlora_on(inst: PlacementInstance, k: int, op: float) -> list[list[Share]]:
         for g in hosts[a]:
             trial[g] -= per_old - per_new
         trial[best] += per_new
-        if min(_tolerances(trial, op)) <= min(_tolerances(loads, op)) + 1e-12:
+        if min(_tolerances(trial, op)) <= min(tolerance) + 1e-12:
             break
         hosts[a].append(best)
         loads = trial

@@ -18,6 +18,7 @@ from .greedy import greedy, greedy_latency
 from .gpu_fit import fit
 from .placement import GpuPlan, Placement, PlacementInstance, Share, starves_alone
 
+HEURISTICS = ("greedy", "ffd", "bfd", "greedy-lat")
 EXACT = ("cpsat", "ilp-cbc", "ilp-highs")
 STRATEGIES = ("greedy", "ffd", "bfd", *EXACT, "loraserve", "dlora", "greedy-lat")
 ALIASES = {"ilp": "ilp-cbc"}
@@ -81,7 +82,7 @@ class Solver:
     def _run(self, name: str) -> tuple[list[GpuPlan], int, bool | None, str]:
         """(plans, lower bound, proven optimal or None for heuristics, note)."""
         inst, oracle = self.inst, self.oracle
-        if name in ("greedy", "ffd", "bfd", "greedy-lat"):
+        if name in HEURISTICS:
             return self.heuristic(name), self.lower, None, ""
         if name in EXACT:
             res = benders(inst, oracle, self.table, self.best_start(), self.lower, name, self.time_limit)
@@ -97,12 +98,11 @@ class Solver:
             plans, lb, proven, note = self._run(name)
         except LoraplaceError as e:
             return Placement(name, [], int(self.lower), "infeasible", time.perf_counter() - t0, str(e))
-        if lb > len(plans):  # a feasible placement below the bound: the capacity table's assumptions failed here
-            note = (note + "; " if note else "") + f"bound {lb} above a feasible placement: not used"
-            lb = 1  # the only bound that assumes nothing
+        if lb > len(plans):  # its own placement beats its bound: the capacity table's assumptions failed here
+            lb, note = 1, _with(note, withdrawn(len(plans)))
         starved = sum(1 for p in plans if not p.oracle_ok)
         if starved:
-            status, note = "infeasible", f"{starved} GPU(s) starve per the oracle" + (f"; {note}" if note else "")
+            status, note = "infeasible", _with(f"{starved} GPU(s) starve per the oracle", note)
         elif self.inst.gpus is not None and len(plans) > self.inst.gpus:
             status, note = "infeasible", f"needs {len(plans)} GPUs, {self.inst.gpus} available"
         elif len(plans) == lb:
@@ -132,11 +132,23 @@ def reconcile(placements: list[Placement]) -> list[Placement]:
     fewest = min(passing)
     for p in placements:
         if p.lower_bound > fewest:
-            p.lower_bound = 1
-            p.reason = (p.reason + "; " if p.reason else "") + f"bound withdrawn: a {fewest}-GPU placement passes the oracle"
-            if p.status == "optimal" and p.gpus > 1:
-                p.status = "feasible"
+            withdraw_bound(p, fewest)
     return placements
+
+
+def withdrawn(beaten_by: int) -> str:
+    return f"bound withdrawn: a {beaten_by}-GPU placement beats it"
+
+
+def _with(note: str, more: str) -> str:
+    return f"{note}; {more}" if note else more
+
+
+def withdraw_bound(p: Placement, beaten_by: int) -> None:
+    """Replace a bound that a `beaten_by`-GPU placement contradicts with 1, the bound that assumes nothing."""
+    p.lower_bound, p.reason = 1, _with(p.reason, withdrawn(beaten_by))
+    if p.status == "optimal" and p.gpus > 1:
+        p.status = "feasible"
 
 
 def make_oracle(kind: str, profile: Profile, threshold: float, window: float, seed: int, workers: int) -> Oracle:
