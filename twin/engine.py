@@ -69,7 +69,7 @@ class Simulator:
         cfg, opt = self.cfg, self.opt
         sched = V1Scheduler(table, cfg, self.kv_tokens // cfg.block_size, len(self.adapters),
                             self.profile.engine.preallocate_blocks)
-        predictor = StepTimePredictor(self.profile, cfg.max_loras)
+        predictor = StepTimePredictor(self.profile, cfg.max_loras, cfg.max_lora_rank)
         slots = LoraSlots(len(self.adapters), cfg.max_loras)
         arrival, n = table.arrival, len(table.arrival)
         stats = {"steps": 0, "loads": 0, "preemptions": 0, "itl_d": [], "itl_w": [], "queue": []}

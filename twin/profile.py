@@ -11,14 +11,22 @@ from pathlib import Path
 from .errors import ConfigError, InputFileError, UnknownProfileError
 
 
+OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ref_rank")
+
+
 @dataclass(frozen=True)
 class StepTimeModel:
     """Engine step time in ms: base model + LoRA kernels + scheduler queue work.
 
     base: intercept + decode_ms_per_seq * decode seqs + prefill_ms_per_token * prefill tokens
     + attn_ms_per_ctx_token * summed context of the decode seqs.
-    LoRA (when enabled): lora_ms + lora_ms_per_token * batch tokens + lora_ms_per_adapter * distinct
-    adapters in the batch + lora_ms_per_slot * max_loras (vLLM 0.8's Triton kernels launch over every slot).
+    LoRA (when enabled): lora_ms + lora_ms_per_token * decode tokens + lora_ms_per_prefill_token * prompt
+    tokens + lora_ms_per_adapter * distinct adapters in the batch + lora_ms_per_slot * max_loras (vLLM 0.8's
+    Triton kernels launch over every slot). lora_ms_per_prefill_token is absent (None) where the
+    benchmarks had no LoRA prefill runs: prompt tokens then cost lora_ms_per_token, like decode tokens.
+    lora_ref_rank is absent where the benchmarks used one max_lora_rank; where they varied it, the
+    per-token LoRA costs are those at lora_ref_rank and scale in proportion to the server's max_lora_rank
+    (LoRA buffers are padded to it).
     scheduler: sched_ms_per_waiting * waiting requests (CPU time of the admission loop, which walks the queue).
     """
 
@@ -31,6 +39,14 @@ class StepTimeModel:
     lora_ms_per_adapter: float
     lora_ms_per_slot: float
     sched_ms_per_waiting: float
+    lora_ms_per_prefill_token: float | None = None
+    lora_ref_rank: float | None = None
+
+    def lora_token_ms(self, max_lora_rank: int) -> tuple[float, float]:
+        """LoRA ms per decode token and per prompt token on a server with this max_lora_rank."""
+        prefill = self.lora_ms_per_token if self.lora_ms_per_prefill_token is None else self.lora_ms_per_prefill_token
+        scale = 1.0 if self.lora_ref_rank is None else max_lora_rank / self.lora_ref_rank
+        return self.lora_ms_per_token * scale, prefill * scale
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,11 @@ class Profile:
     provenance: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        d = asdict(self)
+        for key in OPTIONAL_STEP_KEYS:  # absent when unused: older profiles stay byte for byte
+            if d["step"][key] is None:
+                del d["step"][key]
+        return json.dumps(d, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, d: dict) -> "Profile":
@@ -118,6 +138,8 @@ class Profile:
     def check(self) -> None:
         """Reject profiles whose numbers cannot describe a GPU."""
         for k, v in {**asdict(self.step), **asdict(self.memory), **asdict(self.engine)}.items():
+            if k in OPTIONAL_STEP_KEYS and v is None:
+                continue
             if not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise InputFileError(f"profile {self.name}: {k} is not a finite number")
         if self.step.intercept_ms <= 0 or self.step.decode_ms_per_seq < 0 or self.step.prefill_ms_per_token <= 0:

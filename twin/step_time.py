@@ -22,18 +22,19 @@ class StepShape:
 class StepTimePredictor:
     """Step time in seconds for one server; replaceable (Vidur-style) by any object with the same two methods."""
 
-    def __init__(self, profile: Profile, max_loras: int):
+    def __init__(self, profile: Profile, max_loras: int, max_lora_rank: int):
         self.s = profile.step
+        self.lora_decode_ms, self.lora_prefill_ms = profile.step.lora_token_ms(max_lora_rank)
         self.load_ms = profile.engine.load_ms
         self.waiting_s = self.s.sched_ms_per_waiting / 1000.0  # seconds each waiting request adds to a step
         self.lora_fixed_ms = self.s.lora_ms + self.s.lora_ms_per_slot * max_loras
 
     def seconds(self, shape: StepShape) -> float:
         s = self.s
-        tokens = shape.decode_seqs + shape.prefill_tokens
         base = (s.intercept_ms + s.decode_ms_per_seq * shape.decode_seqs + s.prefill_ms_per_token * shape.prefill_tokens
                 + s.attn_ms_per_ctx_token * shape.decode_context)
-        lora = self.lora_fixed_ms + s.lora_ms_per_token * tokens + s.lora_ms_per_adapter * shape.distinct_adapters
+        lora = (self.lora_fixed_ms + self.lora_decode_ms * shape.decode_seqs + self.lora_prefill_ms * shape.prefill_tokens
+                + s.lora_ms_per_adapter * shape.distinct_adapters)
         return (base + lora + s.sched_ms_per_waiting * shape.waiting + self.load_ms * shape.adapter_loads) / 1000.0
 
     def decode_run(self, shape: StepShape) -> tuple[float, float]:

@@ -84,6 +84,7 @@ def simulate_run(args: tuple[Profile, Run, int]) -> dict:
                              pattern(run.row["adapter_rates"], float, "adapter_rates"), seed)
     config = ServingConfig(max_loras=ml, max_lora_rank=rank,
                            max_num_batched_tokens=run.get("max_num_batched_tokens", int) or 2048,
+                           max_num_seqs=run.get("max_num_seqs", int) or ServingConfig.max_num_seqs,
                            max_model_len=profile.max_model_len)
     mean_in, mean_out = run.get("mean_input_tokens"), run.get("mean_output_tokens")
     lengths = LengthSpec(mean_input=mean_in or 223.0, mean_output=mean_out or 196.0)
