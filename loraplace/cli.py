@@ -284,23 +284,17 @@ def live_model(args, out_dir: Path) -> tuple[Path, str, Path]:
 def cmd_profile(args) -> None:
     from loraplace.harness.microbench import Profiler, ProfilePlan
 
-    ranks = tuple(_ranks(args.ranks))
+    from loraplace.twin.validate import pattern
+
+    ranks = tuple(sorted(set(pattern(args.ranks, int, "--ranks"))))
+    if ranks[0] <= 0:
+        raise ConfigError(f"--ranks: expected positive ranks, got {args.ranks!r}")
     model, name, work = live_model(args, args.out)
     plan = ProfilePlan.quick() if args.quick else ProfilePlan()
     plan = ProfilePlan(**{**plan.__dict__, "ranks": ranks})
     paths = Profiler(model, name, args.out, work, plan, port=args.port, seed=args.seed).run()
     print(f"wrote {', '.join(str(p) for p in paths)}")
     print(f"next: loraplace calibrate {args.out} --model {name} --gpu GPU --vllm-version VERSION --max-model-len {plan.max_model_len}")
-
-
-def _ranks(text: str) -> list[int]:
-    try:
-        ranks = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--ranks: expected comma-separated integers, got {text!r}") from None
-    if not ranks or min(ranks) <= 0:
-        raise ConfigError(f"--ranks: expected positive ranks, got {text!r}")
-    return sorted(set(ranks))
 
 
 def cmd_measure(args) -> None:

@@ -145,3 +145,12 @@ def test_tiny_model_and_adapters_are_well_formed(tmp_path):
         a = f.get_tensor("base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight")
         b = f.get_tensor("base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight")
     assert tuple(a.shape) == (16, 64) and tuple(b.shape) == (32, 16)  # 2 of 4 heads for k and v
+
+
+def test_a_server_that_never_started_gives_a_row_without_measurements():
+    from loraplace.harness.measure import MEASURED_COLUMNS, result_row
+
+    run = read_plan(ROOT / "benchmarks" / "vllm_cpu_plan.csv")[0]
+    row = result_row(run, {"model": "m", "gpu": "cpu", "vllm_version": ""}, "cuda_oom")
+    assert row["status"] == "cuda_oom" and all(row[c] == "" for c in MEASURED_COLUMNS)
+    assert row["n_adapters"] == run.n_adapters and row["max_num_seqs"] == 256

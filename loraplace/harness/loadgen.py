@@ -108,19 +108,18 @@ async def _send(session, url: str, req: Request, out: Outcome, text: str, stream
         out.error = f"{type(e).__name__}: {e}"
 
 
-async def _scrape(session, url: str, samples: list[dict], period: float) -> None:
-    while True:
-        try:
-            async with session.get(url + "/metrics") as r:
-                samples.append(summarize(await r.text()))
-        except Exception:  # noqa: BLE001 - a missed sample only thins the average
-            pass
-        await asyncio.sleep(period)
-
-
 async def _metrics_once(session, url: str) -> dict:
     async with session.get(url + "/metrics") as r:
         return summarize(await r.text())
+
+
+async def _scrape(session, url: str, samples: list[dict], period: float) -> None:
+    while True:
+        try:
+            samples.append(await _metrics_once(session, url))
+        except Exception:  # noqa: BLE001 - a missed sample only thins the average
+            pass
+        await asyncio.sleep(period)
 
 
 async def run_window(url: str, requests: list[Request], window_s: float, seed: int = 0, vocab: int = 2000,

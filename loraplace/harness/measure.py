@@ -30,6 +30,8 @@ from .server import ServerConfig, ServerError, start_server, startup_status
 
 PLAN_COLUMNS = ("n_adapters", "max_loras", "max_lora_rank", "adapter_ranks", "adapter_rates", "duration_s",
                 "mean_input_tokens", "mean_output_tokens")
+MEASURED_COLUMNS = ("arrivals", "completed", "throughput_tok_s", "ideal_tok_s", "starved", "mean_itl_ms", "mean_ttft_ms",
+                    "mean_batch", "mean_waiting", "preemptions", "engine_step_ms", "engine_tokens_per_step", "errors")
 MAX_NUM_SEQS = 256  # vLLM's default; recorded in each row so the twin uses it too
 STARVED_BELOW = 0.9
 MAX_ERROR_SHARE = 0.01  # a few failed requests are recorded (column `errors`); more abort the measurement  # the source papers' rule: throughput below 90 % of the offered tokens
@@ -99,10 +101,8 @@ def result_row(run: PlannedRun, meta: dict, status: str, obs=None, reqs: list[Re
            "adapter_rates": run.row["adapter_rates"], "duration_s": run.duration_s,
            "mean_input_tokens": run.mean_input, "mean_output_tokens": run.mean_output,
            "max_num_batched_tokens": run.max_num_batched_tokens, "max_num_seqs": MAX_NUM_SEQS, "status": status}
-    if obs is None:
-        return row | {k: "" for k in ("arrivals", "completed", "throughput_tok_s", "ideal_tok_s", "starved",
-                                      "mean_itl_ms", "mean_ttft_ms", "mean_batch", "mean_waiting", "preemptions",
-                                      "engine_step_ms", "engine_tokens_per_step", "errors")}
+    if obs is None:  # the server never started: nothing measured
+        return row | dict.fromkeys(MEASURED_COLUMNS, "")
     ideal = sum(r.prompt_tokens + r.output_tokens for r in reqs if r.at < run.duration_s) / run.duration_s
     return row | {"arrivals": obs.sent, "completed": obs.completed, "throughput_tok_s": round(obs.throughput_tok_s, 3),
                   "ideal_tok_s": round(ideal, 3), "starved": int(obs.throughput_tok_s < STARVED_BELOW * ideal),
