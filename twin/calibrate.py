@@ -93,13 +93,15 @@ def base_decode_ms(step: dict, B: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return step["intercept_ms"] + step["decode_ms_per_seq"] * B + step["attn_ms_per_ctx_token"] * B * ctx
 
 
-def step_mix(row: dict, path: Path, batch_key: str) -> tuple[float, float]:
-    """(decode sequences, prefill tokens) per step: recorded by `loraplace profile`'s engine probe, else
-    the reference files' mean batch, all decoding."""
+def step_mix(row: dict, path: Path, batch_key: str) -> tuple[float, float, float]:
+    """(decode sequences, prompt tokens, mean square of prompt tokens) per step: recorded by `loraplace
+    profile`'s engine probe (the square where it was recorded, else NaN), else the reference files' mean
+    batch, all decoding."""
     if has(row, "mean_tokens_per_step") and has(row, "mean_decode_seqs_per_step"):
         decode = num(row, "mean_decode_seqs_per_step", path)
-        return decode, num(row, "mean_tokens_per_step", path) - decode
-    return num(row, batch_key, path), 0.0
+        sq = num(row, "mean_prefill_sq_per_step", path) if has(row, "mean_prefill_sq_per_step") else float("nan")
+        return decode, num(row, "mean_tokens_per_step", path) - decode, sq
+    return num(row, batch_key, path), 0.0, 0.0
 
 
 def server_rank(row: dict, path: Path) -> float:
@@ -116,11 +118,11 @@ def fit_lora(overhead: list[dict], sched: list[dict], step: dict, op: Path, sp: 
     token a step computes, prompt or generated, counts.
     """
     lo = [r for r in overhead if r["kind"] == "lora" and r["status"] == "ok" and has(r, "mean_loras_by_batch")]
-    rows = []  # (decode seqs, prefill tokens, mean context, distinct adapters, slots, step ms, max_lora_rank)
+    rows = []  # (decode seqs, prompt tokens, their mean square, mean context, distinct adapters, slots, step ms, max_lora_rank)
     for r in lo:
-        decode, prefill = step_mix(r, op, "mean_batch_size")
+        decode, prefill, sq = step_mix(r, op, "mean_batch_size")
         ctx = num(r, "input_len", op) + num(r, "output_len", op) / 2
-        rows.append((decode, prefill, ctx, num(r, "mean_loras_by_batch", op), num(r, "max_loras", op), decode_step_ms(r, op),
+        rows.append((decode, prefill, sq, ctx, num(r, "mean_loras_by_batch", op), num(r, "max_loras", op), decode_step_ms(r, op),
                      server_rank(r, op)))
     clean = [r for r in sched if r.get("source") == "adapter_rates" and has(r, "mean_loras_by_batch")
              and num(r, "avg_waiting_queue", sp) < 1 and num(r, "gpu_loras", sp) == num(r, "cpu_loras", sp)]
@@ -129,20 +131,23 @@ def fit_lora(overhead: list[dict], sched: list[dict], step: dict, op: Path, sp: 
         # Mean context: prompt + output / 2; where the prompt length is not recorded, ShareGPT's prompts
         # are about as long as its outputs.
         prompt = num(r, "mean_prompt_tokens", sp) if has(r, "mean_prompt_tokens") else out_per_req
-        decode, prefill = step_mix(r, sp, "avg_batch_size")
-        rows.append((decode, prefill, prompt + out_per_req / 2, num(r, "mean_loras_by_batch", sp),
+        decode, prefill, sq = step_mix(r, sp, "avg_batch_size")
+        rows.append((decode, prefill, sq, prompt + out_per_req / 2, num(r, "mean_loras_by_batch", sp),
                      num(r, "gpu_loras", sp), decode_step_ms(r, sp), server_rank(r, sp)))
-    B, P, ctx, L, S, y, R = map(np.array, zip(*rows))
+    B, P, Q, ctx, L, S, y, R = map(np.array, zip(*rows))
     base = base_decode_ms(step, B, ctx) + step["prefill_ms_per_token"] * P
     coef = {}
     if not np.isnan(R).any() and len(set(R)) > 1:  # max_lora_rank varied: per-token costs scale with it
         coef["lora_ref_rank"] = float(R.max())
-        B, P = B * R / R.max(), P * R / R.max()
+        B, P, Q = B * R / R.max(), P * R / R.max(), Q * R / R.max()
     names = ["lora_ms", "lora_ms_per_token", "lora_ms_per_adapter", "lora_ms_per_slot"]
     X = np.c_[np.ones_like(B), B + P, L, S]
     if (P > 0).any():  # prompt tokens measured apart: they get their own cost
         names.append("lora_ms_per_prefill_token")
         X = np.c_[np.ones_like(B), B, L, S, P]
+    if (P > 0).any() and not np.isnan(Q).any():  # and the square of a step's prompt tokens, where recorded
+        names.append("lora_ms_per_prefill_token_sq")
+        X = np.c_[X, Q]
     fitted, res = nnls(X, y - base, "LoRA overhead")
     ape = np.abs(base + X @ fitted - y) / y * 100
     res = {"rows": int(len(y)), "itl_mape_pct": round(float(ape.mean()), 3), "itl_max_ape_pct": round(float(ape.max()), 3)}

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import ConfigError, InputFileError, UnknownProfileError
 
 
-OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ref_rank")
+OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ms_per_prefill_token_sq", "lora_ref_rank")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,9 @@ class StepTimeModel:
     tokens + lora_ms_per_adapter * distinct adapters in the batch + lora_ms_per_slot * max_loras (vLLM 0.8's
     Triton kernels launch over every slot). lora_ms_per_prefill_token is absent (None) where the
     benchmarks had no LoRA prefill runs: prompt tokens then cost lora_ms_per_token, like decode tokens.
-    lora_ref_rank is absent where the benchmarks used one max_lora_rank; where they varied it, the
+    lora_ms_per_prefill_token_sq (absent: 0) adds a cost in the square of a step's prompt tokens, where the
+    benchmarks show prompt tokens costing more per token in bigger steps. lora_ref_rank is absent where the
+    benchmarks used one max_lora_rank; where they varied it, the
     per-token LoRA costs are those at lora_ref_rank and scale in proportion to the server's max_lora_rank
     (LoRA buffers are padded to it).
     scheduler: sched_ms_per_waiting * waiting requests (CPU time of the admission loop, which walks the queue).
@@ -40,13 +42,14 @@ class StepTimeModel:
     lora_ms_per_slot: float
     sched_ms_per_waiting: float
     lora_ms_per_prefill_token: float | None = None
+    lora_ms_per_prefill_token_sq: float | None = None
     lora_ref_rank: float | None = None
 
-    def lora_token_ms(self, max_lora_rank: int) -> tuple[float, float]:
-        """LoRA ms per decode token and per prompt token on a server with this max_lora_rank."""
+    def lora_token_ms(self, max_lora_rank: int) -> tuple[float, float, float]:
+        """LoRA ms per decode token, per prompt token and per squared prompt tokens of a step, at this max_lora_rank."""
         prefill = self.lora_ms_per_token if self.lora_ms_per_prefill_token is None else self.lora_ms_per_prefill_token
         scale = 1.0 if self.lora_ref_rank is None else max_lora_rank / self.lora_ref_rank
-        return self.lora_ms_per_token * scale, prefill * scale
+        return self.lora_ms_per_token * scale, prefill * scale, (self.lora_ms_per_prefill_token_sq or 0.0) * scale
 
 
 @dataclass(frozen=True)

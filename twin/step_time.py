@@ -24,7 +24,7 @@ class StepTimePredictor:
 
     def __init__(self, profile: Profile, max_loras: int, max_lora_rank: int):
         self.s = profile.step
-        self.lora_decode_ms, self.lora_prefill_ms = profile.step.lora_token_ms(max_lora_rank)
+        self.lora_decode_ms, self.lora_prefill_ms, self.lora_prefill_sq_ms = profile.step.lora_token_ms(max_lora_rank)
         self.load_ms = profile.engine.load_ms
         self.waiting_s = self.s.sched_ms_per_waiting / 1000.0  # seconds each waiting request adds to a step
         self.lora_fixed_ms = self.s.lora_ms + self.s.lora_ms_per_slot * max_loras
@@ -34,6 +34,7 @@ class StepTimePredictor:
         base = (s.intercept_ms + s.decode_ms_per_seq * shape.decode_seqs + s.prefill_ms_per_token * shape.prefill_tokens
                 + s.attn_ms_per_ctx_token * shape.decode_context)
         lora = (self.lora_fixed_ms + self.lora_decode_ms * shape.decode_seqs + self.lora_prefill_ms * shape.prefill_tokens
+                + self.lora_prefill_sq_ms * shape.prefill_tokens**2
                 + s.lora_ms_per_adapter * shape.distinct_adapters)
         return (base + lora + s.sched_ms_per_waiting * shape.waiting + self.load_ms * shape.adapter_loads) / 1000.0
 

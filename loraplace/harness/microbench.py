@@ -44,7 +44,7 @@ class ProfilePlan:
     lora_slots: int = 16
     lora_distinct: tuple[int, ...] = (1, 2, 4, 8, 16)
     lora_concurrency: tuple[int, ...] = (4, 16, 48)
-    lora_prefill_distinct: tuple[int, ...] = (1, 16)
+    lora_prefill: tuple[tuple[int, int], ...] = ((1, 100), (4, 100), (16, 100), (64, 100), (64, 400))
     lora_output: int = 100
     load_swaps: int = 40
     sched_slots: tuple[int, ...] = (4, 8, 16, 32)
@@ -58,7 +58,7 @@ class ProfilePlan:
     @classmethod
     def quick(cls) -> "ProfilePlan":
         return cls(decode_concurrency=(1, 4, 16, 48), decode_outputs=(50, 100), prefill_lengths=(50, 200, 400),
-                   prefill_requests=120, lora_distinct=(1, 4, 16), lora_concurrency=(4, 32), lora_prefill_distinct=(16,),
+                   prefill_requests=120, lora_distinct=(1, 4, 16), lora_concurrency=(4, 32),
                    load_swaps=20, sched_slots=(4, 16),
                    sched_rates=(3.0, 10.0, 20.0), sched_window_s=15.0)
 
@@ -110,7 +110,8 @@ def device_name() -> str:
 def engine_columns(o: Observation) -> dict:
     """What the probe saw per engine step; `loraplace calibrate` prefers these to client-side means."""
     return {"steps": o.steps, "step_ms": round(o.busy_step_ms, 4), "mean_tokens_per_step": round(o.mean_tokens_per_step, 4),
-            "mean_decode_seqs_per_step": round(o.mean_decode_per_step, 4)}
+            "mean_decode_seqs_per_step": round(o.mean_decode_per_step, 4),
+            "mean_prefill_sq_per_step": round(o.mean_prefill_sq_per_step, 2)}
 
 
 def closed_loop(n: int, model: str | list[str], prompt: int, output: int) -> list[Request]:
@@ -206,9 +207,8 @@ class Profiler:
                 for c in p.lora_concurrency:
                     for d in p.lora_distinct:
                         self.lora_row(s, names, rank, c, d, 1, p.lora_output, base_itl.get(c, float("nan")))
-                for L in p.prefill_lengths:  # prompts with LoRA: what each prompt token costs
-                    for d in p.lora_prefill_distinct:
-                        self.lora_row(s, names, rank, PREFILL_CONCURRENCY, d, L, 1, float("nan"))
+                for c, L in p.lora_prefill:  # prompts with LoRA, from one per step to full token budgets
+                    self.lora_row(s, names, rank, c, len(names), L, 1, float("nan"))
 
     def lora_row(self, s: StartedServer, names: list[str], rank: int, c: int, d: int, input_len: int, output_len: int,
                  base: float) -> None:

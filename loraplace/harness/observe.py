@@ -34,6 +34,7 @@ class Observation:
     mean_waiting: float
     mean_tokens_per_step: float
     mean_decode_per_step: float
+    mean_prefill_sq_per_step: float
     sched_ms_per_step: float
     busy_step_ms: float
     preemptions: float
@@ -74,7 +75,8 @@ def observe(url: str, probe: Path, requests: list[loadgen.Request], window_s: fl
         prompt_tokens=sum(o.prompt_tokens for o in done), output_tokens=sum(o.output_tokens for o in done),
         mean_itl_ms=_mean(itl), mean_ttft_ms=_mean(ttft), steps=int(steps),
         mean_batch=per_step("batch"), mean_loras=per_step("loras"), mean_waiting=per_step("waiting"),
-        mean_tokens_per_step=per_step("tokens"), mean_decode_per_step=per_step("decode_seqs"), sched_ms_per_step=per_step("sched_s") * 1e3,
+        mean_tokens_per_step=per_step("tokens"), mean_decode_per_step=per_step("decode_seqs"),
+        mean_prefill_sq_per_step=per_step("prefill_sq"), sched_ms_per_step=per_step("sched_s") * 1e3,
         busy_step_ms=s.get("busy_step_s", 0.0) / max(s.get("busy_steps", 0.0), 1.0) * 1e3,
         preemptions=res.metrics_delta.get("preemptions", 0.0),
         activations=int(w.get("activations_n", 0)), activation_ms=w.get("activations_s", 0.0) / max(w.get("activations_n", 0), 1) * 1e3,

@@ -90,9 +90,10 @@ def _wrap_scheduler(counters: Counters) -> None:
         loras = {r.lora_request.lora_int_id for rid in out.num_scheduled_tokens
                  if (r := self.requests.get(rid)) is not None and r.lora_request is not None}
         decode = sum(1 for n in out.num_scheduled_tokens.values() if n == 1)
+        prefill = out.total_num_scheduled_tokens - decode
         _, waiting = self.get_request_counts()
         counters.add(steps=1, sched_s=t1 - t0, batch=batch, tokens=out.total_num_scheduled_tokens,
-                     decode_seqs=decode, loras=len(loras), waiting=waiting,
+                     decode_seqs=decode, prefill_sq=prefill * prefill, loras=len(loras), waiting=waiting,
                      preempted=len(out.preempted_req_ids or ()))
         return out
 
