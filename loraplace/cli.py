@@ -282,16 +282,16 @@ def live_model(args, out_dir: Path) -> tuple[Path, str, Path]:
 
 
 def cmd_profile(args) -> None:
-    from loraplace.harness.microbench import Profiler, ProfilePlan
+    from dataclasses import replace
 
+    from loraplace.harness.microbench import Profiler, ProfilePlan
     from loraplace.twin.validate import pattern
 
     ranks = tuple(sorted(set(pattern(args.ranks, int, "--ranks"))))
     if ranks[0] <= 0:
         raise ConfigError(f"--ranks: expected positive ranks, got {args.ranks!r}")
     model, name, work = live_model(args, args.out)
-    plan = ProfilePlan.quick() if args.quick else ProfilePlan()
-    plan = ProfilePlan(**{**plan.__dict__, "ranks": ranks})
+    plan = replace(ProfilePlan.quick() if args.quick else ProfilePlan(), ranks=ranks)
     paths = Profiler(model, name, args.out, work, plan, port=args.port, seed=args.seed).run()
     print(f"wrote {', '.join(str(p) for p in paths)}")
     print(f"next: loraplace calibrate {args.out} --model {name} --gpu GPU --vllm-version VERSION --max-model-len {plan.max_model_len}")
@@ -303,7 +303,8 @@ def cmd_measure(args) -> None:
 
     runs = read_plan(args.runs_plan)
     model, name, work = live_model(args, args.out.parent)
-    gpu = args.gpu or ("cpu" if device_name().startswith("CPU") else device_name().lower().replace(" ", "-"))
+    device = device_name()
+    gpu = args.gpu or ("cpu" if device.startswith("CPU") else device.lower().replace(" ", "-"))
     rows = measure(model, name, runs, args.out, work, gpu, port=args.port, seed=args.seed)
     print(f"wrote {len(rows)} runs to {args.out}; check the twin with: loraplace twin validate {args.out} --profile PROFILE --seed {args.seed}")
 
