@@ -170,16 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bpp_command", required=True, metavar="BPP_COMMAND")
     bs = bsub.add_parser("solve", help="solve one BPPLIB (.txt) or VPSolver (.vbp) instance")
     bs.add_argument("file", type=Path)
-    bs.add_argument("--solvers", default="ffd,bfd,cpsat,cbc,highs", help="comma-separated: ffd, bfd, cpsat, cbc, highs")
+    bs.add_argument("--solvers", default="ffd,bfd,cg,cpsat,cbc,highs",
+                    help="comma-separated: ffd, bfd, cg (column generation and a dive), cpsat, cbc, highs")
     bs.add_argument("--time-limit", type=_positive_float, default=10.0, help="seconds per solver (default 10)")
     bs.add_argument("--json", action="store_true")
     bb = bsub.add_parser("bench", help="run solvers over instance sets and compare with optima.csv")
     bb.add_argument("dir", type=Path, help="instances folder (or one set's folder)")
     bb.add_argument("--optima", type=Path, required=True, help="optima.csv (paths relative to its folder)")
-    bb.add_argument("--solvers", default="ffd,cpsat,cbc,highs")
+    bb.add_argument("--solvers", default="ffd,cg,cpsat,cbc,highs", help="comma-separated, as for bpp solve")
     bb.add_argument("--time-limit", type=_positive_float, default=10.0)
     bb.add_argument("--sets", help="comma-separated set names (default: all under DIR)")
-    bb.add_argument("--per-set", type=_positive_int, help="only the first N instances of each set")
+    bb.add_argument("--per-set", type=_positive_int, help="only N instances of each set, evenly spread over its files")
     bb.add_argument("--json", action="store_true", help="print {'sets': [...]} as JSON")
     return p
 

@@ -113,20 +113,6 @@ def _run_highs(lp, time_limit: float, **options):
     return h
 
 
-def lp_bound(afg: ArcFlowGraph, time_limit: float) -> float | None:
-    """The arc-flow linear relaxation's optimum, or None if not solved to optimality in time.
-
-    Its ceiling bounds the number of bins, tightly in practice.
-    """
-    import highspy
-
-    # interior point (with crossover): much faster than simplex on these degenerate LPs
-    h = _run_highs(_highs_model(afg), time_limit, solver="ipm")
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    return float(h.getInfo().objective_function_value)
-
-
 def solve_highs(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float) -> ExactResult:
     """The integer arc-flow model in HiGHS through highspy, on the same sparse matrix as the LP bound."""
     import highspy

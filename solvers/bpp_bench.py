@@ -35,23 +35,24 @@ def read_optima(path: Path) -> dict[str, Known]:
 
 def select(root: Path, base: Path, optima: dict[str, Known], sets: list[str] | None,
            per_set: int | None) -> list[tuple[Path, Known]]:
-    """Instance files under `root` that the optima table (paths relative to `base`) knows; some sets, the first N of each."""
+    """Instance files under `root` that the optima table (paths relative to `base`) knows; some sets; N of each, evenly spread."""
     root = root.resolve()
     chosen: dict[str, list] = {}
     for rel, known in sorted(optima.items()):
         path = (base / rel).resolve()
-        if not path.is_relative_to(root) or (sets and known.set not in sets):
-            continue
-        bucket = chosen.setdefault(known.set, [])
-        if per_set is None or len(bucket) < per_set:
-            bucket.append((path, known))
-    picked = [item for items in chosen.values() for item in items]
+        if path.is_relative_to(root) and (not sets or known.set in sets):
+            chosen.setdefault(known.set, []).append((path, known))
+    picked = []
+    for items in chosen.values():
+        if per_set is not None and per_set < len(items):  # every k-th file, so that a sample covers all classes of a set
+            items = [items[int(k * len(items) / per_set)] for k in range(per_set)]
+        picked += items
     if not picked:
         raise InputFileError(f"no instance under {root} is listed in the optima table")
     return picked
 
 
-def summarise(results: list[tuple[BppResult, Known]]) -> list[dict]:
+def summarise(results: list[tuple[BppResult, Known]], time_limit: float) -> list[dict]:
     """Per set and solver: instances, proven optimal, matched the known optimum, contradictions, gap, times."""
     groups: dict[tuple[str, str], list] = {}
     for res, known in results:
@@ -64,6 +65,8 @@ def summarise(results: list[tuple[BppResult, Known]]) -> list[dict]:
             "solver": solver,
             "instances": len(items),
             "proven_optimal": sum(r.status == "optimal" for r, _ in items),
+            # a solver call that overran the limit (graph building and the last LP are not interruptible) does not count
+            "proven_within_limit": sum(r.status == "optimal" and r.time_s <= time_limit for r, _ in items),
             "matched_known": sum(r.bins == k.optimum for r, k in items),
             # claimed optimal, yet a proven optimum or a known packing says otherwise
             "contradictions": sum(r.status == "optimal" and (r.bins != k.optimum if k.proven else r.bins > k.optimum)
@@ -71,6 +74,7 @@ def summarise(results: list[tuple[BppResult, Known]]) -> list[dict]:
             "mean_gap_pct": round(100 * sum((r.bins - k.optimum) / k.optimum for r, k in items) / len(items), 3),
             "mean_time_s": round(sum(times) / len(times), 3),
             "max_time_s": round(max(times), 3),
+            "not_proven": sorted(r.instance for r, _ in items if r.status != "optimal"),
         })
     return rows
 
@@ -95,7 +99,7 @@ def bench(root: Path, optima_path: Path, solvers: list[str], time_limit: float, 
                 results.append((solve(inst, s, time_limit), known))
             if progress:
                 progress()
-    rows = summarise(results)
+    rows = summarise(results, time_limit)
     for row in rows:
         row["unreadable"] = unreadable.get(row["name"], 0)
     return rows

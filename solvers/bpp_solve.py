@@ -9,12 +9,14 @@ import numpy as np
 
 from loraplace.twin.errors import ConfigError
 
-from . import arcflow
+from . import arcflow, colgen
 from .bounds import lower_bound
 from .bpp_instances import BinPackingInstance
 from .packing_heuristics import best_fit_decreasing, check_packing, first_fit_decreasing
 
-SOLVERS = ("ffd", "bfd", "cpsat", "cbc", "highs")
+SOLVERS = ("ffd", "bfd", "cg", "cpsat", "cbc", "highs")
+EXACT = ("cg", "cpsat", "cbc", "highs")  # prove bounds; all but cg finish with an integer model
+DIVE_SHARE = 0.5  # of the time left after the LP bound, what the MIP back ends leave to the dive
 
 
 @dataclass
@@ -65,6 +67,39 @@ def _assignment_cpsat(inst: BinPackingInstance, lb: int, start: list[list[int]],
     return arcflow.ExactResult([b for b in bins if b], bound, status == cp_model.OPTIMAL)
 
 
+def _one_dimension(inst: BinPackingInstance, solver: str, lb: int, best: list[list[int]],
+                   deadline: float) -> tuple[list[list[int]], int]:
+    """Column generation (LP bound and dive), then, for the MIP back ends, the arc-flow model on what is still open."""
+    sizes = inst.sizes[:, 0]
+    weights, demand = np.unique(sizes, return_counts=True)
+    weights, demand = weights[::-1], demand[::-1]
+    left = deadline - time.perf_counter()
+    cg = colgen.solve(weights, demand, int(inst.capacity[0]), lb, len(best), left,
+                      dive_share=1.0 if solver == "cg" else DIVE_SHARE)
+    lb = max(lb, cg.bound)
+    if cg.patterns is not None:
+        bins = colgen.patterns_to_bins(cg.patterns, weights, sizes)
+        check_packing(inst, bins)  # never trust a solver's packing unchecked
+        best = bins if len(bins) < len(best) else best
+    left = deadline - time.perf_counter()
+    if solver == "cg" or len(best) <= lb or left < 0.5:
+        return best, lb
+    afg = arcflow.build_graph(sizes, int(inst.capacity[0]))
+    if afg is None:
+        return best, lb
+    exact = {"cpsat": arcflow.solve_cpsat, "cbc": arcflow.solve_cbc, "highs": arcflow.solve_highs}[solver]
+    return _adopt(inst, exact(afg, sizes, lb, best, deadline - time.perf_counter()), best, lb)
+
+
+def _adopt(inst: BinPackingInstance, res: arcflow.ExactResult, best: list[list[int]], lb: int) -> tuple[list[list[int]], int]:
+    """A model's packing (checked independently: never trust a solver's assignment) if no worse, and its bound."""
+    if res.bins is not None:
+        check_packing(inst, res.bins)
+        if len(res.bins) <= len(best):
+            best = res.bins
+    return best, max(lb, len(res.bins) if res.proven and res.bins is not None else res.bound)
+
+
 def solve(inst: BinPackingInstance, solver: str, time_limit: float = 10.0) -> BppResult:
     """Best packing found by `solver` within `time_limit` seconds, with the best lower bound proven."""
     if solver not in SOLVERS:
@@ -73,28 +108,12 @@ def solve(inst: BinPackingInstance, solver: str, time_limit: float = 10.0) -> Bp
     lb = lower_bound(inst)
     best = best_fit_decreasing(inst) if solver == "bfd" else first_fit_decreasing(inst)
     status = "feasible"  # a packing without a matching proven bound
-    if solver in ("cpsat", "cbc", "highs") and len(best) > lb:
+    if solver in EXACT and len(best) > lb:
         if inst.dims == 1:
-            afg = arcflow.build_graph(inst.sizes[:, 0], int(inst.capacity[0]))
-            res = None
-            relaxed = arcflow.lp_bound(afg, time_limit - (time.perf_counter() - t0)) if afg is not None else None
-            if relaxed is not None:
-                lb = max(lb, int(np.ceil(relaxed - 1e-6)))
-            left = time_limit - (time.perf_counter() - t0)
-            if afg is not None and len(best) > lb and left > 0.5:
-                exact = {"cpsat": arcflow.solve_cpsat, "cbc": arcflow.solve_cbc, "highs": arcflow.solve_highs}[solver]
-                res = exact(afg, inst.sizes[:, 0], lb, best, left)
-        elif solver == "cpsat":
-            res = _assignment_cpsat(inst, lb, best, time_limit - (time.perf_counter() - t0))
-        else:
-            res = None  # the CBC and HiGHS back ends model one dimension only
-        if res is not None:
-            if res.bins is not None:
-                check_packing(inst, res.bins)  # never trust a solver's assignment unchecked
-                if len(res.bins) <= len(best):
-                    best = res.bins
-            lb = max(lb, len(res.bins) if res.proven and res.bins is not None else res.bound)
-            status = "time_limit"
+            best, lb = _one_dimension(inst, solver, lb, best, t0 + time_limit)
+        elif solver == "cpsat":  # vectors: CBC, HiGHS and column generation model one dimension only
+            best, lb = _adopt(inst, _assignment_cpsat(inst, lb, best, time_limit - (time.perf_counter() - t0)), best, lb)
+        status = "time_limit"
     check_packing(inst, best)
     if len(best) == lb:
         status = "optimal"

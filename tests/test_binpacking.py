@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 
+import itertools
+
+from loraplace.solvers import colgen
 from loraplace.solvers.bounds import l1, l2
 from loraplace.solvers.bpp_bench import read_optima
 from loraplace.solvers.bpp_instances import BinPackingInstance, read_bpp, read_instance, read_vbp
@@ -31,13 +34,47 @@ def test_heuristics_pack_validly():
         check_packing(i, [[0, 0]])
 
 
-@pytest.mark.parametrize("solver", ["cpsat", "cbc", "highs"])
+@pytest.mark.parametrize("solver", ["cg", "cpsat", "cbc", "highs"])
 def test_exact_solvers_find_the_optimum_ffd_misses(solver):
     # three full bins exist ({6,4}, {5,3,2}, {4,2,2,2}); FFD needs four
     j = inst([6, 5, 4, 4, 3, 2, 2, 2, 2], 10)
     assert len(first_fit_decreasing(j)) > 3
     res = solve(j, solver, time_limit=20)
     assert res.bins == 3 and res.status == "optimal" and res.lower_bound == 3
+
+
+def test_pricing_finds_the_best_pattern():
+    """The bounded knapsack that prices patterns against exhaustive enumeration."""
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        m = int(rng.integers(2, 5))
+        weights = np.sort(rng.choice(np.arange(5, 40), m, replace=False))[::-1]
+        limit = rng.integers(0, 4, m)
+        values = rng.uniform(-0.2, 1.0, m)
+        cap = int(rng.integers(30, 90))
+        brute = max(sum(c * v for c, v in zip(counts, values))
+                    for counts in itertools.product(*(range(int(d) + 1) for d in limit))
+                    if sum(c * w for c, w in zip(counts, weights)) <= cap)
+        best, counts = colgen.price(weights, cap, limit, values)
+        assert best == pytest.approx(max(brute, 0.0))
+        assert (counts <= limit).all() and int(counts @ weights) <= cap
+        assert float(counts @ values) == pytest.approx(best)
+
+
+def test_column_generation_bound_and_dive_against_the_exact_model():
+    """On random instances: the LP bound never exceeds the optimum CP-SAT proves, and the dive's packing is valid."""
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        i = inst(rng.integers(20, 60, 24), 100)
+        exact = solve(i, "cpsat", time_limit=20)
+        assert exact.status == "optimal"
+        res = solve(i, "cg", time_limit=10)
+        assert res.lower_bound <= exact.bins <= res.bins
+        sizes = i.sizes[:, 0]
+        weights, demand = np.unique(sizes, return_counts=True)
+        cg = colgen.solve(weights[::-1], demand[::-1], 100, l2(i), len(first_fit_decreasing(i)) + 1, 10)
+        if cg.patterns is not None:
+            check_packing(i, colgen.patterns_to_bins(cg.patterns, weights[::-1], sizes))
 
 
 def test_vector_packing_with_cpsat():

@@ -65,6 +65,22 @@ def test_generation_resumes_and_refuses_other_settings(llama, tmp_path):
         generate(llama, 6, out, seed=1, window=60.0, workers=1)
 
 
+def test_ray_generation_gives_the_same_records_as_local(llama, tmp_path):
+    """`--ray ADDRESS` on a Ray cluster (here a local one Ray starts) simulates the same points as the local pool."""
+    ray = pytest.importorskip("ray")
+    try:
+        generate(llama, 4, tmp_path / "ray.jsonl", seed=2, window=60.0, ray_address="local")
+    finally:
+        ray.shutdown()
+    generate(llama, 4, tmp_path / "local.jsonl", seed=2, window=60.0, workers=1)
+
+    def records(name):
+        head, recs = read_data(tmp_path / name)
+        return head, sorted((json.dumps({k: v for k, v in r.items() if k != "wall_s"}, sort_keys=True) for r in recs))
+
+    assert records("ray.jsonl") == records("local.jsonl")
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     from loraplace.twin.profile import load_profile
