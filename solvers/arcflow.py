@@ -114,7 +114,7 @@ def _run_highs(lp, time_limit: float, **options):
 
 
 def solve_highs(afg: ArcFlowGraph, sizes: np.ndarray, lb: int, start: list[list[int]], time_limit: float) -> ExactResult:
-    """The integer arc-flow model in HiGHS through highspy, on the same sparse matrix as the LP bound."""
+    """The integer arc-flow model in HiGHS through highspy, built column-wise as a sparse matrix."""
     import highspy
 
     lp = _highs_model(afg, lb, len(start))
