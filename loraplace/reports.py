@@ -118,7 +118,8 @@ def bpp_bench(rows: list[dict], time_limit: float) -> None:
     for r in rows:
         bad = "[red]" if r["contradictions"] else ""
         t.add_row(r["name"], r["solver"], str(r["instances"]), str(r["unreadable"]), str(r["proven_optimal"]),
-                  str(r["proven_within_limit"]), str(r["matched_known"]), f"{bad}{r['contradictions']}", f"{r['mean_gap_pct']:.2f}", f"{r['mean_time_s']:.2f}", f"{r['max_time_s']:.2f}")
+                  str(r["proven_within_limit"]), str(r["matched_known"]), f"{bad}{r['contradictions']}",
+                  f"{r['mean_gap_pct']:.2f}", f"{r['mean_time_s']:.2f}", f"{r['max_time_s']:.2f}")
     console.print(t)
 
 

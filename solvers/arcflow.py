@@ -154,13 +154,18 @@ class ExactResult:
     proven: bool  # the solver proved its solution optimal
 
 
+def item_pool(weights: np.ndarray, sizes: np.ndarray) -> dict[int, list]:
+    """Indices of the items of each size, to hand out one by one as packings name sizes."""
+    return {int(w): list(np.flatnonzero(sizes == w)) for w in weights}
+
+
 def _paths_to_bins(afg: ArcFlowGraph, flow: dict, sizes: np.ndarray) -> list[list[int]]:
     """Decompose an integer flow into bins and hand out concrete items by size."""
     remaining = {e: int(round(v)) for e, v in flow.items() if round(v) > 0}
     out_edges: dict[int, list] = {}
     for (u, v, k) in remaining:
         out_edges.setdefault(u, []).append((u, v, k))
-    pool = {int(w): list(np.flatnonzero(sizes == w)) for w in afg.weights}
+    pool = item_pool(afg.weights, sizes)
     bins = []
     while any(remaining.get(e, 0) > 0 for e in out_edges.get(0, [])):
         node, items = 0, []

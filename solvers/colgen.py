@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arcflow import quiet_native_output
+from .arcflow import item_pool, quiet_native_output
 
 EPS = 1e-9
 
@@ -198,7 +198,7 @@ def solve(weights: np.ndarray, demand: np.ndarray, capacity: int, lower: int, up
 
 def patterns_to_bins(patterns: list[np.ndarray], weights: np.ndarray, sizes: np.ndarray) -> list[list[int]]:
     """Concrete item indices per bin: each pattern takes items of its sizes from a pool."""
-    pool = {int(w): list(np.flatnonzero(sizes == w)) for w in weights}
+    pool = item_pool(weights, sizes)
     bins = []
     for counts in patterns:
         items = [int(pool[int(weights[i])].pop()) for i in np.flatnonzero(counts) for _ in range(int(counts[i]))]
