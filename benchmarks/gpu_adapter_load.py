@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 HIDDEN, INTERMEDIATE, LAYERS, KV_OUT = 4096, 14336, 32, 1024  # Llama-3.1-8B
@@ -26,7 +27,6 @@ TARGETS = {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"], "all-linear": 
 
 def time_ms(torch, fn, repeat: int) -> float:
     """Median wall time of `fn` in ms, the GPU synchronised around each call (two warm-up calls first)."""
-    import time
     for _ in range(2):
         fn()
     torch.cuda.synchronize()
