@@ -40,6 +40,11 @@ def header(profile: Profile, samples: int, seed: int, window: float, threshold: 
             "starvation_threshold": threshold}
 
 
+def point_seed(seed: int, index: int) -> int:
+    """The twin's seed for design point `index` of a design made with `seed`."""
+    return seed * 1_000_003 + index
+
+
 def sample_record(args: tuple[int, Profile, GpuQuery, float, float, int]) -> dict:
     """Simulate design point `index` (a top-level function for process pools and Ray)."""
     index, profile, q, window, threshold, seed = args
@@ -116,7 +121,7 @@ def generate(profile: Profile, samples: int, out: Path, seed: int = 0, window: f
     head = header(profile, samples, seed, window, threshold)
     done = _resume(Path(out), head)
     points = design(profile, samples, seed)
-    jobs = [(i, profile, q, window, threshold, seed * 1_000_003 + i) for i, q in enumerate(points) if i not in done]
+    jobs = [(i, profile, q, window, threshold, point_seed(seed, i)) for i, q in enumerate(points) if i not in done]
     if progress:
         progress(len(done))
     stream = _ray_pool(jobs, ray_address) if ray_address else (

@@ -152,6 +152,26 @@ def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
         assert np.allclose(shipped[k], again[k], rtol=1e-9, atol=1e-12), k
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_shipped_data_is_reproduced_by_the_twin(profile):
+    """Re-simulate a few design points of each shipped data file: the twin must give the recorded records."""
+    from loraplace.surrogate.generate import point_seed, sample_record
+    from loraplace.twin.profile import load_profile
+
+    p = load_profile(profile)
+    meta = json.loads((Path(str(shipped_model_dir(profile))) / "metadata.json").read_text())
+    for f in meta["data"]["files"]:
+        head, records = read_data(ROOT / "surrogate" / "data" / f["file"])
+        points = design(p, head["samples"], head["seed"])
+        served = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["wall_s"])
+        busy = [r for r in served if r["starved"]][:1] + [r for r in served if not r["starved"]][:1]
+        assert len(busy) == 2
+        for rec in busy + [r for r in records if r["status"] != "ok"][:1]:
+            again = sample_record((rec["index"], p, points[rec["index"]], head["window_s"],
+                                   head["starvation_threshold"], point_seed(head["seed"], rec["index"])))
+            assert {k: v for k, v in again.items() if k != "wall_s"} == {k: v for k, v in rec.items() if k != "wall_s"}
+
+
 def test_evaluate_json_has_the_documented_keys(shared):
     from test_cli import run
 

@@ -32,17 +32,17 @@ class SimOptions:
     exact_steps: bool = False  # True: never skip decode runs (slow; for checking that skipping is exact)
 
 
-def decode_run_blocks(sched: V1Scheduler, ids: np.ndarray, m: int) -> np.ndarray:
-    """Blocks each decoding request takes over the next `m` extra steps, every allocation granted in full.
+def decode_run_blocks(sched: V1Scheduler, m: int) -> np.ndarray:
+    """Blocks each (decoding) running request takes over the next `m` extra steps, every allocation granted in full.
 
     A request first needs a block when its context passes its last block; each allocation then adds
     1 + preallocate blocks, which last (1 + preallocate) x block_size more steps.
     """
-    t = sched.t
+    _, _, _, computed, _, blocks, _ = sched.rows()
     per_allocation = 1 + sched.prealloc
-    first = sched.bs * t.blocks[ids] - t.computed[ids]  # extra step that first needs a block
+    first = sched.bs * blocks - computed  # extra step that first needs a block
     due = first <= m
-    out = np.zeros(len(ids), np.int64)
+    out = np.zeros(sched.n, np.int64)
     out[due] = ((m - first[due]) // (sched.bs * per_allocation) + 1) * per_allocation
     return out
 
@@ -73,12 +73,10 @@ class Simulator:
         slots = LoraSlots(len(self.adapters), cfg.max_loras)
         arrival, n = table.arrival, len(table.arrival)
         stats = {"steps": 0, "loads": 0, "preemptions": 0, "itl_d": [], "itl_w": [], "queue": []}
+        itl_d, itl_w = stats["itl_d"], stats["itl_w"]  # mean step time of each decode run, and its decode tokens
         now, next_arr, next_sample = 0.0, 0, 0.0
         while now < opt.duration:
-            upto = int(np.searchsorted(arrival, now, side="right"))
-            for rid in range(next_arr, upto):
-                sched.add_waiting(rid, rid)
-            next_arr = upto
+            next_arr = sched.arrived = int(np.searchsorted(arrival, now, side="right"))
             if opt.queue_sample_s > 0 and now >= next_sample:
                 stats["queue"].append((round(now, 3), sched.n_waiting, len(sched.running), sched.free))
                 next_sample = now + opt.queue_sample_s
@@ -89,48 +87,49 @@ class Simulator:
                 continue
             plan = sched.schedule()
             stats["preemptions"] += plan.preempted
-            ids, take = plan.ids, plan.tokens
-            if not len(ids):  # nothing fits (a request longer than the whole KV cache waits forever, as in vLLM)
+            k, take = plan.k, plan.tokens
+            if not k:  # nothing fits (a request longer than the whole KV cache waits forever, as in vLLM)
                 if next_arr >= n:
                     break
                 now = max(now, float(arrival[next_arr]))
                 continue
-            comp = table.computed[ids]
-            decode = (take == 1) & (table.generated[ids] >= 1)
-            all_scheduled = len(ids) == len(sched.running)
-            distinct = int(np.count_nonzero(sched.run_count)) if all_scheduled else int(np.unique(table.adapter[ids]).size)
-            loads = slots.activate(table.adapter[ids], check_new=plan.admitted > 0 or not all_scheduled)
+            _, _, _, comp, gen, _, batch = sched.rows(k)
+            decode = (take == 1) & (gen >= 1)
+            n_decode = int(np.count_nonzero(decode))
+            all_scheduled = k == sched.n
+            distinct = int(np.count_nonzero(sched.run_count)) if all_scheduled else int(np.unique(batch).size)
+            loads = slots.activate(batch, batch[k - plan.admitted:] if plan.admitted else None)
             stats["loads"] += loads
-            shape = StepShape(int(decode.sum()), int(take[~decode].sum()), int(comp[decode].sum()), distinct,
+            shape = StepShape(n_decode, int(take.sum()) - n_decode, int(comp[decode].sum()), distinct,
                               sched.n_waiting, loads)
             dt, growth = predictor.decode_run(shape)
-            durations = np.array([dt])
-            if (not opt.exact_steps and decode.all() and all_scheduled and not plan.preempted and not plan.admitted
+            steps, elapsed = 1, dt
+            if (not opt.exact_steps and n_decode == k and all_scheduled and not plan.preempted and not plan.admitted
                     and not loads and plan.blocked in ("kv", "max_seqs", "empty")):
-                bound = float(arrival[next_arr]) if plan.blocked == "empty" and next_arr < n else np.inf
-                extra = self._extra_decode_steps(sched, ids)
+                arrival_ends_run = plan.blocked == "empty" and next_arr < n  # a new arrival could be admitted
+                bound = float(arrival[next_arr]) if arrival_ends_run else np.inf
+                extra = self._extra_decode_steps(sched)
                 if extra:
                     durations = self._decode_run(dt, growth, extra, now, min(bound, opt.duration), arrival, next_arr,
-                                                 predictor.waiting_s)
-            steps = len(durations)
-            elapsed = float(durations.sum())
-            self._advance(sched, ids, take, steps, now + elapsed)
+                                                 predictor.waiting_s, arrival_ends_run)
+                    steps, elapsed = len(durations), float(durations.sum())
+            self._advance(sched, k, take, steps, now + elapsed)
             stats["steps"] += steps
-            if shape.decode_seqs:
-                stats["itl_d"].append(elapsed / steps)
-                stats["itl_w"].append(shape.decode_seqs * steps)
+            if n_decode:
+                itl_d.append(elapsed / steps)
+                itl_w.append(n_decode * steps)
             now += elapsed
         return summarise(self, table, stats, wall0)
 
     @staticmethod
-    def _extra_decode_steps(sched: V1Scheduler, ids: np.ndarray) -> int:
+    def _extra_decode_steps(sched: V1Scheduler) -> int:
         """How many more identical decode steps can follow this one: none may finish a request early or run out of blocks."""
-        t = sched.t
-        m_max = int((t.output[ids] - t.generated[ids]).min()) - 1  # the step producing the first last token ends the run
+        _, _, output, _, generated, _, _ = sched.rows()
+        m_max = int((output - generated).min()) - 1  # the step producing the first last token ends the run
         if m_max <= 0:
             return 0
         def blocks_needed(m: int) -> int:
-            return int(decode_run_blocks(sched, ids, m).sum())
+            return int(decode_run_blocks(sched, m).sum())
 
         if blocks_needed(m_max) <= sched.free:
             return m_max
@@ -145,16 +144,17 @@ class Simulator:
 
     @staticmethod
     def _decode_run(dt: float, growth: float, extra: int, now: float, bound: float, arrival: np.ndarray,
-                    next_arr: int, waiting_s: float) -> np.ndarray:
+                    next_arr: int, waiting_s: float, arrival_ends_run: bool) -> np.ndarray:
         """Durations of this step and up to `extra` identical ones, each starting before `bound`.
 
         Step j lasts dt + j * growth plus the scheduler's cost of the requests that arrived before it
         started; start times and arrival counts are solved together (a few rounds: counts only grow).
+        When the next arrival is the bound, no step kept has an arrival before it starts.
         """
         j = np.arange(extra + 1)
         base = dt + j * growth
         arrived = np.zeros(extra + 1, np.int64)
-        if np.searchsorted(arrival, now + base.sum(), side="right") == next_arr:  # no arrival during the run
+        if arrival_ends_run or np.searchsorted(arrival, now + base.sum(), side="right") == next_arr:
             start = now + np.concatenate(([0.0], np.cumsum(base)[:-1]))
             return base[: max(1, int(np.searchsorted(start, bound, side="left")))]
         while True:
@@ -166,21 +166,19 @@ class Simulator:
             arrived = counted
         return durations[: max(1, int(np.searchsorted(start, bound, side="left")))]
 
-    def _advance(self, sched: V1Scheduler, ids: np.ndarray, take: np.ndarray, steps: int, end: float) -> None:
-        """Apply `steps` steps of this plan: tokens computed and generated, blocks taken, requests finished."""
-        t = sched.t
+    def _advance(self, sched: V1Scheduler, k: int, take: np.ndarray, steps: int, end: float) -> None:
+        """Apply `steps` steps of this plan to the first `k` running requests: tokens, blocks, first tokens, finishes."""
+        rid, prompt, output, computed, generated, blocks, _ = sched.rows(k)
         if steps > 1:
-            extra = decode_run_blocks(sched, ids, steps - 1)
-            t.blocks[ids] += extra
+            extra = decode_run_blocks(sched, steps - 1)
+            blocks += extra
             sched.free -= int(extra.sum())
-            t.computed[ids] += steps
-            t.generated[ids] += steps
+            computed += steps
+            generated += steps
         else:
-            t.computed[ids] += take
-            produced = ids[t.computed[ids] == t.num_tokens(ids)]
-            t.generated[produced] += 1
-            newly = produced[t.generated[produced] == 1]
-            t.first_token[newly] = end
-        done = ids[t.generated[ids] >= t.output[ids]]
-        t.finish[done] = end
-        sched.finish(done)
+            computed += take
+            produced = (computed == prompt + generated).nonzero()[0]
+            generated[produced] += 1
+            newly = produced[generated[produced] == 1]
+            sched.t.first_token[rid[newly]] = end
+        sched.finish((generated >= output).nonzero()[0], end)

@@ -12,18 +12,18 @@ class LoraSlots:
         self.last_used = np.full(n_adapters, -1, np.int64)
         self.clock = 0
 
-    def activate(self, batch_adapters: np.ndarray, check_new: bool) -> int:
+    def activate(self, batch_adapters: np.ndarray, new_adapters: np.ndarray | None) -> int:
         """Make the batch's adapters resident; returns how many had to be loaded.
 
-        `check_new` is False when the batch's adapter set cannot have changed since the last call.
+        Only `new_adapters` (those of requests admitted this step; None when there are none) can be missing:
+        every running request's adapter stays resident, since eviction spares the batch and only admissions load.
         """
         self.clock += 1
         loads = 0
-        if check_new:
-            batch = np.unique(batch_adapters)
-            missing = batch[~self.resident[batch]]
+        if new_adapters is not None:
+            missing = np.unique(new_adapters[~self.resident[new_adapters]])
             if len(missing):
-                self.last_used[batch] = self.clock  # the batch's own adapters are never evicted
+                self.last_used[batch_adapters] = self.clock  # the batch's own adapters are never evicted
                 for a in missing:
                     if self.resident.sum() >= self.n_slots:
                         cand = np.flatnonzero(self.resident)

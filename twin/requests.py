@@ -1,4 +1,4 @@
-"""Per-request state as arrays (struct of arrays), so the scheduler can work on whole batches at once."""
+"""Per-request record as arrays (struct of arrays): workload, first-token and finish times; running state lives in the scheduler."""
 
 from __future__ import annotations
 
@@ -16,13 +16,7 @@ class RequestTable:
         self.adapter = workload.adapter
         self.prompt = workload.prompt
         self.output = workload.output
-        self.computed = np.zeros(n, np.int64)   # tokens whose KV is computed (vLLM num_computed_tokens)
-        self.generated = np.zeros(n, np.int64)  # output tokens produced so far
-        self.blocks = np.zeros(n, np.int64)     # KV blocks held
+        self.generated = np.zeros(n, np.int64)  # output tokens produced, as of the last preemption or the finish
         self.first_token = np.full(n, np.nan)
         self.finish = np.full(n, np.nan)
         self.preemptions = np.zeros(n, np.int64)
-
-    def num_tokens(self, ids: np.ndarray | int):
-        """Prompt plus generated tokens: what must be in the KV cache before the next token."""
-        return self.prompt[ids] + self.generated[ids]

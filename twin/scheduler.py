@@ -3,8 +3,13 @@
 Emulated rules: chunked prefill within `max_num_batched_tokens`; `max_num_seqs`; a paged KV cache
 with block preallocation; recompute preemption of the newest running request when blocks run out
 (no admissions in a step that preempted); waiting requests of adapters outside a full set of
-`max_loras` scheduled adapters are skipped and keep their place. The waiting queue is kept as one
-FIFO per adapter ordered by a global key, which makes the skip scan cost O(adapters), not O(queue).
+`max_loras` scheduled adapters are skipped and keep their place. The waiting queue is kept per adapter
+ordered by a global key, which makes the skip scan cost O(adapters), not O(queue). Arrivals are never
+queued one by one: request ids are arrival order, so an adapter's fresh requests are a slice of one
+array sorted by adapter, and a request waits once its id is below the arrived count. Only preempted
+requests are queued explicitly, in front, with ever smaller negative keys. Running requests live in
+one small matrix (a row per field, a column per request, in running order), so a step's arithmetic
+runs on contiguous rows instead of gathering from the whole request table.
 """
 
 from __future__ import annotations
@@ -20,14 +25,18 @@ from .requests import RequestTable
 INF_KEY = np.iinfo(np.int64).max
 
 
+# rows of the running-state matrix
+RID, PROMPT, OUTPUT, COMPUTED, GENERATED, BLOCKS, ADAPTER = range(7)
+
+
 @dataclass
 class StepPlan:
-    """What one step runs: requests and their new tokens, and why waiting requests stopped."""
+    """What one step runs: the first `k` running requests and their new tokens, and why waiting requests stopped."""
 
-    ids: np.ndarray
+    k: int
     tokens: np.ndarray
     preempted: int
-    admitted: int
+    admitted: int  # the last `admitted` of the k were admitted this step
     blocked: str  # 'kv', 'max_seqs', 'budget', 'preempted', 'empty' (nothing admissible waits)
 
 
@@ -41,91 +50,114 @@ class V1Scheduler:
         self.num_blocks = int(num_blocks)
         self.prealloc = int(preallocate_blocks)
         self.max_blocks_per_req = -(-config.max_model_len // self.bs)
-        self.running = np.empty(0, np.int64)
-        self.queues: list[deque] = [deque() for _ in range(n_adapters)]  # (key, request id), keys ascending
-        self.head = np.full(n_adapters, INF_KEY, np.int64)  # key of each adapter's first waiting request
-        self.n_waiting = 0
-        self.next_front_key = -1  # preempted requests go to the front: ever smaller keys
+        self.state = np.zeros((7, 64), np.int64)  # running requests, columns 0..n-1 in running order
+        self.n = 0
+        small = np.uint16 if n_adapters <= np.iinfo(np.uint16).max else np.int64  # radix sort for small ids
+        self.by_adapter = np.argsort(table.adapter.astype(small), kind="stable")  # fresh requests, per adapter in order
+        counts = np.bincount(table.adapter, minlength=n_adapters)
+        ends = np.cumsum(counts)
+        self.next_fresh = (ends - counts).tolist()  # cursor into by_adapter, per adapter
+        self.fresh_end = ends.tolist()
+        self.front: list[deque] = [deque() for _ in range(n_adapters)]  # preempted (key, request id), keys ascending
+        self.head = np.full(n_adapters, INF_KEY, np.int64)  # key of each adapter's first queued request
+        self.head[counts > 0] = self.by_adapter[(ends - counts)[counts > 0]]
+        self.arrived = 0  # requests with ids below this have arrived
+        self.fresh_taken = 0  # fresh requests admitted so far
+        self.n_front = 0
+        self.next_front_key = -1
         self.run_count = np.zeros(n_adapters, np.int64)  # running requests per adapter
 
+    @property
+    def running(self) -> np.ndarray:
+        """Request ids of the running requests, in running order."""
+        return self.state[RID, : self.n]
+
+    def rows(self, k: int | None = None) -> np.ndarray:
+        """The running-state matrix of the first `k` (default all) running requests; rows are views."""
+        return self.state[:, : self.n if k is None else k]
+
     # -- waiting queue -------------------------------------------------------------------------
-    def add_waiting(self, rid: int, key: int) -> None:
+    @property
+    def n_waiting(self) -> int:
+        return self.arrived - self.fresh_taken + self.n_front
+
+    def _update_head(self, a: int) -> None:
+        q = self.front[a]
+        i = self.next_fresh[a]
+        self.head[a] = q[0][0] if q else (self.by_adapter[i] if i < self.fresh_end[a] else INF_KEY)
+
+    def requeue_front(self, rid: int) -> None:
+        """A preempted request waits again, ahead of every other waiting request."""
         a = self.t.adapter[rid]
-        q = self.queues[a]
-        if key < 0:
-            q.appendleft((key, rid))
+        self.front[a].appendleft((self.next_front_key, rid))
+        self.next_front_key -= 1
+        self.n_front += 1
+        self.head[a] = self.front[a][0][0]
+
+    def _peek_waiting(self, a: int) -> int:
+        q = self.front[a]
+        return q[0][1] if q else int(self.by_adapter[self.next_fresh[a]])
+
+    def _pop_waiting(self, a: int) -> None:
+        q = self.front[a]
+        if q:
+            q.popleft()
+            self.n_front -= 1
         else:
-            q.append((key, rid))
-        self.head[a] = q[0][0]
-        self.n_waiting += 1
-
-    def _pop_waiting(self, a: int) -> int:
-        q = self.queues[a]
-        _, rid = q.popleft()
-        self.head[a] = q[0][0] if q else INF_KEY
-        self.n_waiting -= 1
-        return rid
-
-    # -- KV blocks ----------------------------------------------------------------------------
-    def _grant(self, rid: int, need: int) -> None:
-        """Allocate `need` blocks plus preallocation, as far as free blocks and the per-request cap allow."""
-        n = min(need + self.prealloc, self.free, self.max_blocks_per_req - int(self.t.blocks[rid]))
-        self.t.blocks[rid] += n
-        self.free -= n
-
-    def release(self, rid: int) -> None:
-        self.free += int(self.t.blocks[rid])
-        self.t.blocks[rid] = 0
+            self.next_fresh[a] += 1
+            self.fresh_taken += 1
+        self._update_head(a)
 
     # -- one step -----------------------------------------------------------------------------
     def schedule(self) -> StepPlan:
-        t, bs = self.t, self.bs
-        R = self.running
+        bs = self.bs
         budget = self.cfg.max_num_batched_tokens
-        comp = t.computed[R]
-        rem = t.num_tokens(R) - comp
+        _, prompt, _, comp, gen, blocks, _ = self.rows()
+        target = prompt + gen  # tokens in the KV cache once a request is fully computed
+        rem = target - comp
+        k = self.n
         if int(rem.sum()) <= budget:  # every running request gets all its tokens (the usual case)
-            ids, take = R, rem
+            take = rem
         else:
             avail = budget - (np.cumsum(rem) - rem)
-            n_sched = int(np.count_nonzero(avail > 0))
-            ids, take, comp = R[:n_sched], np.minimum(rem[:n_sched], avail[:n_sched]), comp[:n_sched]
-        held = t.blocks[ids]
-        need = (comp + take + bs - 1) // bs - held
-        grow = need > 0
-        ask = np.minimum(need[grow] + self.prealloc, self.max_blocks_per_req - held[grow])
+            k = int(np.count_nonzero(avail > 0))
+            take = np.minimum(rem[:k], avail[:k])
+            target = comp[:k] + take
+        held = blocks[:k]
+        grow = (target > bs * held).nonzero()[0]
+        need = (target[grow] + bs - 1) // bs - held[grow]
+        ask = np.minimum(need + self.prealloc, self.max_blocks_per_req - held[grow])
         preempted = 0
-        if ask.sum() <= self.free:  # every running request gets its blocks: no preemption this step
-            t.blocks[ids[grow]] += ask
-            self.free -= int(ask.sum())
+        total = int(ask.sum())
+        if total <= self.free:  # every running request gets its blocks: no preemption this step
+            held[grow] += ask
+            self.free -= total
             budget -= int(take.sum())
         else:
-            ids, take, preempted, budget = self._schedule_running_sequential(budget)
-        sched_ids, sched_take = [ids], [take]
+            take, preempted, budget = self._schedule_running_sequential(budget)
+            k = len(take)
         admitted, blocked = 0, "preempted" if preempted else "empty"
         if not preempted and self.n_waiting:
-            new_ids, new_take, blocked, budget = self._admit(ids, budget)
-            admitted = len(new_ids)
+            new_take, blocked, budget = self._admit(k, budget)
+            admitted = len(new_take)
             if admitted:
-                sched_ids.append(np.array(new_ids, np.int64))
-                sched_take.append(np.array(new_take, np.int64))
-                self.running = np.concatenate([self.running, sched_ids[-1]])
+                take = np.concatenate([take, np.array(new_take, np.int64)])
+                k += admitted
         if budget <= 0 and blocked == "empty":
             blocked = "budget"
-        ids = np.concatenate(sched_ids) if len(sched_ids) > 1 else sched_ids[0]
-        take = np.concatenate(sched_take) if len(sched_take) > 1 else sched_take[0]
-        return StepPlan(ids, take, preempted, admitted, blocked)
+        return StepPlan(k, take, preempted, admitted, blocked)
 
     def _schedule_running_sequential(self, budget: int):
         """vLLM's running loop one request at a time: preempt from the tail until the request fits.
 
-        Works on plain lists taken once (the loop is Python either way); the arrays are written back at the end.
+        Works on plain lists taken once (the loop is Python either way); the blocks are written back at the end.
         """
-        t, bs, R = self.t, self.bs, self.running
-        comp = t.computed[R].tolist()
-        todo = (t.num_tokens(R) - t.computed[R]).tolist()
-        blocks = t.blocks[R].tolist()
-        free, n, i = self.free, len(R), 0
+        bs = self.bs
+        _, prompt, _, comp_row, gen, blocks_row, _ = self.rows()
+        comp = comp_row.tolist()
+        todo = (prompt + gen - comp_row).tolist()
+        blocks = blocks_row.tolist()
+        free, n, i = self.free, self.n, 0
         take: list[int] = []
         while i < n and budget > 0:
             k = min(todo[i], budget)
@@ -142,66 +174,95 @@ class V1Scheduler:
             take.append(k)
             budget -= k
             i += 1
-        victims = R[n:][::-1]  # in the order they were preempted
-        t.blocks[R[:n]] = blocks[:n]
-        self.free = free - int(t.blocks[victims].sum())  # _preempt gives the victims' blocks back
-        self.running = R[:n]
-        for rid in victims.tolist():
-            self._preempt(rid)
-        return R[:i], np.array(take, np.int64), len(victims), budget
+        blocks_row[:n] = blocks[:n]
+        victims = self.n - n
+        self._preempt_tail(n)
+        self.free = free
+        return np.array(take, np.int64), victims, budget
 
-    def _preempt(self, rid: int) -> None:
+    def _preempt_tail(self, keep: int) -> None:
+        """Preempt running requests from position `keep` on, newest first (recompute: their KV is dropped)."""
         t = self.t
-        self.release(rid)
-        t.computed[rid] = 0
-        t.preemptions[rid] += 1
-        self.run_count[t.adapter[rid]] -= 1
-        self.add_waiting(rid, self.next_front_key)
-        self.next_front_key -= 1
+        rid, _, _, _, gen, _, adapter = self.rows()
+        for j in range(self.n - 1, keep - 1, -1):
+            r = int(rid[j])
+            t.generated[r] = gen[j]
+            t.preemptions[r] += 1
+            self.run_count[adapter[j]] -= 1
+            self.requeue_front(r)
+        self.n = keep
 
-    def _admit(self, scheduled_running: np.ndarray, budget: int):
-        """FCFS admission with vLLM's max_loras skip; returns (ids, tokens, why it stopped, budget left)."""
-        t, cfg = self.t, self.cfg
-        if len(scheduled_running) == len(self.running):  # every running request scheduled: its adapters are the running ones
+    def _admit(self, k: int, budget: int):
+        """FCFS admission with vLLM's max_loras skip; returns (tokens per admitted request, why it stopped, budget left)."""
+        t, cfg, head = self.t, self.cfg, self.head
+        if k == self.n:  # every running request scheduled: its adapters are the running ones
             in_batch = self.run_count > 0
         else:
             in_batch = np.zeros(len(self.run_count), bool)
-            in_batch[t.adapter[scheduled_running]] = True
-        n_loras = int(np.count_nonzero(in_batch))
-        ids, take = [], []
-        n_running = len(self.running)
-        while self.n_waiting and budget > 0:
-            if n_running + len(ids) >= cfg.max_num_seqs:
-                return ids, take, "max_seqs", budget
-            if n_loras >= cfg.max_loras:
-                a = int(np.argmin(np.where(in_batch, self.head, INF_KEY)))
-                if self.head[a] == INF_KEY or not in_batch[a]:
-                    return ids, take, "empty", budget  # every waiting request belongs to a skipped adapter
+            in_batch[self.state[ADAPTER, :k]] = True
+        batch = in_batch.nonzero()[0]
+        cols, take = [], []
+        why = "empty"
+        waiting = self.n_waiting
+        while waiting and budget > 0:
+            if self.n + len(cols) >= cfg.max_num_seqs:
+                why = "max_seqs"
+                break
+            if len(batch) >= cfg.max_loras:  # only the batch's adapters may join it
+                a = int(batch[np.argmin(head[batch])])
+                if head[a] >= self.arrived:
+                    break  # every waiting request belongs to a skipped adapter
             else:
-                a = int(np.argmin(self.head))
-            rid = self.queues[a][0][1]
-            n = min(int(t.num_tokens(rid)), budget)
+                a = int(np.argmin(head))
+            rid = self._peek_waiting(a)
+            gen = int(t.generated[rid])
+            prompt = int(t.prompt[rid])
+            n = min(prompt + gen, budget)
             need = -(-n // self.bs)
             if need > self.free:
-                return ids, take, "kv", budget
+                why = "kv"
+                break
             self._pop_waiting(a)
-            self._grant(rid, need)
-            t.computed[rid] = 0
+            waiting -= 1
+            granted = min(need + self.prealloc, self.free, self.max_blocks_per_req)
+            self.free -= granted
             self.run_count[a] += 1
             if not in_batch[a]:
                 in_batch[a] = True
-                n_loras += 1
-            ids.append(rid)
+                batch = in_batch.nonzero()[0]
+            cols.append((rid, prompt, int(t.output[rid]), 0, gen, granted, a))
             take.append(n)
             budget -= n
-        return ids, take, "empty", budget
+        if cols:
+            self._append(np.array(cols, np.int64).T)
+        return take, why, budget
 
-    def finish(self, done: np.ndarray) -> None:
-        """Drop finished requests (their finish time already set) from the running list, keeping order; free their blocks."""
+    def _append(self, cols: np.ndarray) -> None:
+        m = cols.shape[1]
+        if self.n + m > self.state.shape[1]:
+            self.state = np.concatenate([self.state, np.zeros((7, max(self.n + m, 2 * self.state.shape[1])), np.int64)],
+                                        axis=1)
+        self.state[:, self.n : self.n + m] = cols
+        self.n += m
+
+    def finish(self, done: np.ndarray, end: float) -> None:
+        """Finish the running requests at positions `done` at time `end`, keeping order; free their blocks."""
         if not len(done):
             return
         t = self.t
-        self.free += int(t.blocks[done].sum())
-        t.blocks[done] = 0
-        np.subtract.at(self.run_count, t.adapter[done], 1)
-        self.running = self.running[~np.isfinite(t.finish[self.running])]
+        rid, _, _, _, gen, blocks, adapter = self.rows()
+        ids = rid[done]
+        t.finish[ids] = end
+        t.generated[ids] = gen[done]
+        self.free += int(blocks[done].sum())
+        for a in adapter[done].tolist():
+            self.run_count[a] -= 1
+        n = self.n
+        if len(done) == 1:  # the usual case: close the gap with one shift
+            j = int(done[0])
+            self.state[:, j : n - 1] = self.state[:, j + 1 : n]
+        else:
+            keep = np.ones(n, bool)
+            keep[done] = False
+            self.state[:, : n - len(done)] = self.state[:, :n][:, keep]
+        self.n = n - len(done)
