@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, help="model folder (default surrogate/models/PROFILE)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--iterations", type=_positive_int, help="CatBoost iterations (default 3000, early stopping)")
+    tr.add_argument("--depth", type=_positive_int, help="CatBoost tree depth (default 6)")
     tr.add_argument("--json", action="store_true")
     ev = ssub.add_parser("evaluate", help="surrogate errors on held-out twin data and measured runs, and its latency")
     ev.add_argument("--profile", required=True)
@@ -389,8 +390,8 @@ def cmd_surrogate_train(args) -> None:
     profile = load_profile(args.profile)
     out = args.out or Path("surrogate") / "models" / profile.name
     command = " ".join(["loraplace", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("loraplace") else ""
-    metrics = train(args.data, profile, out, args.seed, {"iterations": args.iterations} if args.iterations else None,
-                    command=command)
+    params = {k: v for k, v in (("iterations", args.iterations), ("depth", args.depth)) if v}
+    metrics = train(args.data, profile, out, args.seed, params or None, command=command)
     result = {"profile": profile.name, "out": str(out), **metrics}
     print(json.dumps(result) if args.json else
           f"models saved to {out}; test split: throughput MAPE {metrics['throughput_mape_pct']} %, "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loraplace.twin.errors import InputFileError
+from loraplace.twin.errors import ConfigError, InputFileError
 
 from .features import FEATURES
 
@@ -38,6 +38,8 @@ class SurrogateModel:
 
     def __init__(self, params: dict | None = None, seed: int = 0, threads: int = 2):
         self.params, self.seed, self.threads = {**DEFAULT_PARAMS, **(params or {})}, seed, threads
+        if not 1 <= self.params["depth"] <= 16:
+            raise ConfigError(f"CatBoost tree depth must be 1 to 16, got {self.params['depth']}")
         self.models: dict = {}
         self.metadata: dict = {}
 

@@ -4,8 +4,11 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, check=False):
@@ -66,6 +69,8 @@ def error_of(p):
     (("simulate", "--duration", "-5"), "positive"),
     (("simulate", "--adapters-file", "/no/such.csv"), "not found"),
     (("twin", "validate", "/no/such/runs.csv"), "not found"),
+    (("surrogate", "train", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--depth", "17", "--out", "/tmp/unused",
+      "--data", str(ROOT / "surrogate/data/qwen-2.5-7b-instruct_h100-64gb.jsonl.gz")), "depth must be 1 to 16"),
     (("calibrate", "/no/such/dir", "--model", "m", "--gpu", "g", "--vllm-version", "0.8.5", "--max-model-len", "10"), "not found"),
 ])
 def test_bad_input_is_one_line(args, message):

@@ -177,3 +177,15 @@ def test_a_bound_another_strategy_beats_is_withdrawn(llama):
     reconcile([greedy, ffd])
     assert greedy.lower_bound == 1 and "withdrawn" in greedy.reason
     assert greedy.status == ("feasible" if greedy.gpus > 1 else "optimal")
+
+
+@pytest.mark.parametrize("profile", ["llama-3.1-8b-instruct_h100-64gb", "qwen-2.5-7b-instruct_h100-64gb"])
+def test_shipped_surrogate_margin_covers_other_mixes_of_rates(profile):
+    """The capacity table's margin must cover every mix benchmarks/capacity_margin.py measures, or proofs are unsound."""
+    from loraplace.solvers.shape_margin import shape_ratios
+    from loraplace.surrogate.oracle import SurrogateOracle
+    from loraplace.twin.profile import load_profile
+
+    oracle = SurrogateOracle.shipped(load_profile(profile))
+    worst = max(r["max_ratio"] for r in shape_ratios(oracle, mixes=15, seed=0))
+    assert 1.0 <= worst <= oracle.shape_margin

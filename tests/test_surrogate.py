@@ -145,7 +145,7 @@ def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
     folder = Path(str(shipped_model_dir(profile)))
     meta = json.loads((folder / "metadata.json").read_text())
     train([ROOT / "surrogate" / "data" / f["file"] for f in meta["data"]["files"]], p, tmp_path / "m",
-          seed=meta["split"]["seed"], params={"iterations": meta["params"]["iterations"]})
+          seed=meta["split"]["seed"], params=meta["params"])
     X = feature_matrix(design(p, 200, seed=77), p)
     shipped, again = SurrogateModel.load(folder).predict(X), SurrogateModel.load(tmp_path / "m").predict(X)
     for k in shipped:

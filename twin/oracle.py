@@ -76,8 +76,9 @@ class Oracle(ABC):
 
     name = "oracle"
     cheap = True  # answers in microseconds: callers may probe it thousands of times
-    # How much more load other mixes of rates may carry than the two shapes solvers.capacity probes:
-    # benchmarks/capacity_margin.py measured up to 1.122 with the shipped Llama surrogate.
+    # How much more load other mixes of rates may carry than the two shapes solvers.capacity probes.
+    # Shipped surrogates set their measured value (surrogate.oracle.SHAPE_MARGINS); this default, for
+    # the twin as oracle and for models trained by hand, is not measured for them.
     shape_margin = 1.15
 
     def __init__(self, profile: Profile, starvation_threshold: float = 0.9):

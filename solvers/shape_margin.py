@@ -1,0 +1,47 @@
+"""How much more load other mixes of rates carry than the two shapes the capacity table probes.
+
+The exact strategies' relaxation (solvers/capacity.py) bounds a GPU's offered load by the largest load
+the oracle accepts on equal rates or on one adapter carrying half the load, times the oracle's
+`shape_margin`. This measures, for one oracle, the largest ratio over random Dirichlet mixes and the
+paper's 4:2:1 mix at several adapter counts: the margin must be at least it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from loraplace.twin.entities import Adapter, LengthSpec
+from loraplace.twin.oracle import Oracle
+
+from .capacity import LOAD_STEPS, _largest
+from .gpu_fit import fit_many
+from .placement import Share
+
+ADAPTER_COUNTS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+MAX_RATE = 3.2  # the surrogate's training range
+
+
+def max_load(oracle: Oracle, weights: np.ndarray, lengths: LengthSpec, rank: int = 8) -> float:
+    """Largest offered load (tokens/s) the oracle accepts on rank-`rank` adapters sharing it as `weights`."""
+    tok = lengths.mean_input + lengths.mean_output
+
+    def holds(i: int) -> bool:
+        rates = weights * LOAD_STEPS[i] / tok
+        if rates.max() > MAX_RATE:
+            return False
+        return fit_many(oracle, [[Share(Adapter(f"p{j}", rank, x)) for j, x in enumerate(rates)]], lengths)[0] is not None
+
+    return LOAD_STEPS[max(_largest(holds, 0, len(LOAD_STEPS) - 1), 0)]
+
+
+def shape_ratios(oracle: Oracle, mixes: int = 15, seed: int = 0, lengths: LengthSpec = LengthSpec()):
+    """Per adapter count: the probed load of the two shapes and the largest ratio another mix reaches over it."""
+    rng = np.random.default_rng(seed)
+    for b in ADAPTER_COUNTS:
+        heavy = np.full(b, 0.5 / (b - 1))
+        heavy[0] = 0.5
+        base = max(max_load(oracle, np.full(b, 1 / b), lengths), max_load(oracle, heavy, lengths))
+        weights = [rng.dirichlet(np.full(b, rng.choice([0.3, 0.5, 1.0, 3.0]))) for _ in range(mixes)]
+        paper = np.array([(4.0, 2.0, 1.0)[i % 3] for i in range(b)])
+        ratios = [max_load(oracle, w, lengths) / base for w in [*weights, paper / paper.sum()]]
+        yield {"adapters": b, "probed_tok_s": round(base), "max_ratio": round(max(ratios), 3)}
