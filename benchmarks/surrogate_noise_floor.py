@@ -4,9 +4,13 @@ The surrogate is scored against one seeded twin run per configuration. This re-s
 the held-out test split with another seed and reports the twin-against-twin error beside the
 surrogate's, and the surrogate's error against the mean of the two runs (a less noisy label). When
 the twin against itself is no closer than the surrogate, the remaining error is the twin's seed noise,
-not the model's. Usage:
+not the model's. With --runs, the configurations of a measured-runs file instead: each simulated over
+the data's window and over the runs' own window (other seeds), the surrogate scored against both.
+Usage:
 
     python benchmarks/surrogate_noise_floor.py --profile llama-3.1-8b-instruct_h100-64gb --json out.json
+    python benchmarks/surrogate_noise_floor.py --profile llama-3.1-8b-instruct_h100-64gb \
+        --runs ../shared/reference/runs/llama-3.1-8b-instruct_h100-64gb.csv --json out.json
 """
 
 from __future__ import annotations
@@ -22,53 +26,81 @@ from pathlib import Path
 import numpy as np
 
 from loraplace.surrogate.dataset import load_dataset, split
+from loraplace.surrogate.evaluate import run_query
+from loraplace.surrogate.features import feature_matrix
 from loraplace.surrogate.features import FEATURES
 from loraplace.surrogate.metrics import ape_summary, classification_summary
 from loraplace.surrogate.model import SurrogateModel, starved_rule
 from loraplace.surrogate.oracle import shipped_model_dir
 from loraplace.twin.oracle import simulate_query
 from loraplace.twin.profile import load_profile
+from loraplace.twin.validate import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER_SEED = 2**31  # far from every seed the data generator uses (seed * 1,000,003 + index)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", required=True)
-    ap.add_argument("--data", nargs="*", type=Path, help="data files (default: those the shipped model records)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--limit", type=int, help="only the first N test rows")
-    ap.add_argument("--json", type=Path, help="write the summary here")
-    args = ap.parse_args()
-    profile = load_profile(args.profile)
-    model = SurrogateModel.load(shipped_model_dir(args.profile))
+def simulate(jobs: list, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each job's twin run: throughput on its query's offered-load scale (as the surrogate is scored), starved flag."""
+    with ProcessPoolExecutor(workers) as pool:
+        verdicts = list(pool.map(simulate_query, jobs, chunksize=4))
+    ratio = np.array([v.throughput_tok_s / v.ideal_tok_s if v.ideal_tok_s else 0.0 for v in verdicts])
+    return ratio * np.array([job[1].offered_tok_s for job in jobs]), np.array([v.starved for v in verdicts])
+
+
+def holdout(args, profile, model) -> dict:
+    """The held-out test rows: the recorded run against one more seed, and the surrogate against both."""
     meta = model.metadata
     data = args.data or [ROOT / "surrogate" / "data" / f["file"] for f in meta["data"]["files"]]
     ds = load_dataset(data, profile)
     rows = split(len(ds.queries), meta["split"]["seed"])[2][: args.limit]
     window, threshold = ds.header["window_s"], ds.header["starvation_threshold"]
     jobs = [(profile, ds.queries[i], window, threshold, OTHER_SEED + int(i)) for i in rows]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
-        again = list(pool.map(simulate_query, jobs, chunksize=4))
-    wall = time.perf_counter() - t0
+    second, starved_second = simulate(jobs, args.workers)
     X, y = ds.subset(rows)
-    offered = X[:, FEATURES.index("offered_tok_s")]
-    first = y["ratio"] * offered  # the recorded run, on the offered load's scale (as the surrogate is scored)
-    second = np.array([v.throughput_tok_s / v.ideal_tok_s if v.ideal_tok_s else 0.0 for v in again]) * offered
+    first = y["ratio"] * X[:, FEATURES.index("offered_tok_s")]  # the recorded run
     pred = model.predict(X, ("ratio", "starved"))
     starved_first = y["starved"] > 0.5
-    starved_second = np.array([v.starved for v in again])
-    out = {
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_implementation()} "
-                   f"{platform.python_version()}, {args.workers} processes",
-        "profile": args.profile, "rows": int(len(rows)), "window_s": window, "wall_s": round(wall, 1),
-        "twin_vs_twin": {**ape_summary(first, second), **classification_summary(starved_first, starved_second)},
-        "surrogate_vs_recorded": {**ape_summary(first, pred["throughput_tok_s"]),
-                                  **classification_summary(starved_first, starved_rule(pred, threshold))},
-        "surrogate_vs_mean_of_two": ape_summary((first + second) / 2, pred["throughput_tok_s"]),
-    }
+    return {"rows": int(len(rows)), "window_s": window,
+            "twin_vs_twin": {**ape_summary(first, second), **classification_summary(starved_first, starved_second)},
+            "surrogate_vs_recorded": {**ape_summary(first, pred["throughput_tok_s"]),
+                                      **classification_summary(starved_first, starved_rule(pred, threshold))},
+            "surrogate_vs_mean_of_two": ape_summary((first + second) / 2, pred["throughput_tok_s"])}
+
+
+def reference_configurations(args, profile, model) -> dict:
+    """A measured-runs file's configurations, twin over the data's window and over the runs' window, other seeds."""
+    queries = [q for r in read_runs(args.runs) if (q := run_query(r, 0)) is not None][: args.limit]
+    data_window = model.metadata["data"]["window_s"]
+    runs_window = float(read_runs(args.runs)[0].row.get("duration_s") or 3600.0)
+    short = simulate([(profile, q, data_window, 0.9, OTHER_SEED + i) for i, q in enumerate(queries)], args.workers)[0]
+    long = simulate([(profile, q, runs_window, 0.9, 2 * OTHER_SEED + i) for i, q in enumerate(queries)], args.workers)[0]
+    pred = model.predict(feature_matrix(queries, profile), ("ratio",))["throughput_tok_s"]
+    return {"runs_file": str(args.runs), "configurations": len(queries), "data_window_s": data_window,
+            "runs_window_s": runs_window,
+            "twin_short_vs_long": {**ape_summary(long, short), "bias_pct": round(float(np.mean((short - long) / long) * 100), 3)},
+            "surrogate_vs_twin_short": ape_summary(short, pred), "surrogate_vs_twin_long": ape_summary(long, pred)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--data", nargs="*", type=Path, help="data files (default: those the shipped model records)")
+    ap.add_argument("--runs", type=Path, help="score the configurations of this measured-runs file instead")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", type=int, help="only the first N rows or configurations")
+    ap.add_argument("--json", type=Path, help="write the summary here")
+    args = ap.parse_args()
+    if args.runs and not args.runs.is_file():
+        print(f"runs file not found: {args.runs} (the benchmark needs ../shared)", file=sys.stderr)
+        return 2
+    profile = load_profile(args.profile)
+    model = SurrogateModel.load(shipped_model_dir(args.profile))
+    t0 = time.perf_counter()
+    result = reference_configurations(args, profile, model) if args.runs else holdout(args, profile, model)
+    out = {"machine": f"{platform.processor() or platform.machine()}, {platform.python_implementation()} "
+                      f"{platform.python_version()}, {args.workers} processes",
+           "profile": args.profile, **result, "wall_s": round(time.perf_counter() - t0, 1)}
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
