@@ -70,9 +70,10 @@ def holdout(args, profile, model) -> dict:
 
 def reference_configurations(args, profile, model) -> dict:
     """A measured-runs file's configurations, twin over the data's window and over the runs' window, other seeds."""
-    queries = [q for r in read_runs(args.runs) if (q := run_query(r, 0)) is not None][: args.limit]
+    runs = read_runs(args.runs)
+    queries = [q for r in runs if (q := run_query(r, 0)) is not None][: args.limit]
     data_window = model.metadata["data"]["window_s"]
-    runs_window = float(read_runs(args.runs)[0].row.get("duration_s") or 3600.0)
+    runs_window = float(runs[0].row.get("duration_s") or 3600.0)
     short = simulate([(profile, q, data_window, 0.9, OTHER_SEED + i) for i, q in enumerate(queries)], args.workers)[0]
     long = simulate([(profile, q, runs_window, 0.9, 2 * OTHER_SEED + i) for i, q in enumerate(queries)], args.workers)[0]
     pred = model.predict(feature_matrix(queries, profile), ("ratio",))["throughput_tok_s"]

@@ -92,7 +92,7 @@ class V1Scheduler:
         self.front[a].appendleft((self.next_front_key, rid))
         self.next_front_key -= 1
         self.n_front += 1
-        self.head[a] = self.front[a][0][0]
+        self._update_head(a)
 
     def _peek_waiting(self, a: int) -> int:
         q = self.front[a]
