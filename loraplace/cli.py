@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, PortLimitedClient
 from loraplace.twin.errors import ConfigError, LoraplaceError
 
 
@@ -17,14 +18,27 @@ class StartupError(LoraplaceError):
 from . import reports
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
     return v
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "positive")
+
+
+def _nonnegative_int(text: str) -> int:
+    return _int_at_least(text, 0, ">= 0")
+
+
+def port_limited_client(ports: int) -> PortLimitedClient | None:
+    """--client-ports: 0 sends every arrival; otherwise a client with that many local ports."""
+    return PortLimitedClient(ports=ports) if ports else None
 
 
 def _positive_float(text: str) -> float:
@@ -61,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--starvation-threshold", type=_positive_float, default=0.9,
                    help="starved when throughput < threshold x ideal (default 0.9)")
     s.add_argument("--queue-sample", type=_positive_float, help="record queue lengths every N simulated seconds")
+    s.add_argument("--client-ports", type=_nonnegative_int, default=0,
+                   help="a client with one connection per request and this many local ports drops arrivals when "
+                        "none is free (0, the default: every arrival is sent; see twin/client.py)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -84,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--limit", type=_positive_int, help="only the first N runs")
     v.add_argument("--rows", action="store_true", help="include per-run rows in --json output")
     v.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    v.add_argument("--client-ports", type=_nonnegative_int, default=LINUX_EPHEMERAL_PORTS,
+                   help=f"local ports of the measuring client, one per request in flight (default {LINUX_EPHEMERAL_PORTS}, "
+                        "Linux's range, as in the reference harness; 0: every arrival reaches the server)")
 
     sub.add_parser("profiles", help="list the shipped profiles")
 
@@ -216,7 +236,7 @@ def cmd_simulate(args) -> dict:
         burst = Burst.parse(args.burst) if args.burst else None
         workload = poisson_workload(adapters, args.duration, lengths, rng, count=args.arrivals, burst=burst)
     options = SimOptions(duration=args.duration, starvation_threshold=args.starvation_threshold,
-                         queue_sample_s=args.queue_sample or 0.0)
+                         queue_sample_s=args.queue_sample or 0.0, client=port_limited_client(args.client_ports))
     result = Simulator(profile, config, adapters, workload, options).run()
     out = {"profile": profile.name, "adapters": len(adapters), "max_loras": config.max_loras,
            "max_lora_rank": config.max_lora_rank, **result.to_dict(with_queue=bool(args.queue_sample))}
@@ -255,8 +275,9 @@ def cmd_validate(args) -> None:
     name = args.profile or f"{runs[0].row.get('model', '')}_{runs[0].row.get('gpu', '')}"
     profile = load_profile(name)
     with reports.progress("simulating runs", len(runs), quiet=args.json) as tick:
-        rows, summary = validate(profile, runs, seed=args.seed, workers=args.workers, progress=tick)
-    summary = {"profile": profile.name, "runs_file": str(args.runs), **summary}
+        rows, summary = validate(profile, runs, seed=args.seed, workers=args.workers, progress=tick,
+                                 client=port_limited_client(args.client_ports))
+    summary = {"profile": profile.name, "runs_file": str(args.runs), "client_ports": args.client_ports, **summary}
     if args.json:
         print(json.dumps({**summary, "rows": rows} if args.rows else summary))
     else:

@@ -44,6 +44,8 @@ def simulation(r: dict) -> None:
     t.add_row("ideal (tok/s)", _fmt(r["ideal_tok_s"]))
     t.add_row("starved", "[red]yes[/red]" if r["starved"] else "[green]no[/green]")
     t.add_row("arrivals / completed", f"{r['arrivals']:,} / {r['completed']:,}")
+    if r.get("dropped"):
+        t.add_row("dropped by the client (no port)", f"[yellow]{r['dropped']:,}[/yellow]")
     t.add_row("TTFT mean / p99 (ms)", f"{_fmt(r['mean_ttft_ms'])} / {_fmt(r['p99_ttft_ms'])}")
     t.add_row("ITL mean / p99 (ms)", f"{_fmt(r['mean_itl_ms'])} / {_fmt(r['p99_itl_ms'])}")
     t.add_row("preemptions", _fmt(r["preemptions"]))
@@ -88,7 +90,10 @@ def validation(rows: list[dict], s: dict) -> None:
                        _fmt(e["max_ape_pct"], 2), _fmt(e["bias_pct"], 2))
     console.print(sm)
     console.print(f"starvation flag accuracy: {_fmt(s['starved_accuracy'], 4)}   "
-                  f"start-up accuracy: {_fmt(s['startup_accuracy'], 4)}   runs: {s['n_runs']}")
+                  f"start-up accuracy: {_fmt(s['startup_accuracy'], 4)}   runs: {s['n_runs']}   "
+                  f"off by more than 10 %: {s['throughput_runs_over_10pct']}")
+    ports = s.get("client_ports")
+    console.print(f"client: {f'{ports:,} local ports, one per request in flight' if ports else 'every arrival sent'}")
 
 
 def profiles(items: list) -> None:

@@ -31,7 +31,10 @@ def twin_version() -> str:
 
 
 def profile_hash(profile: Profile) -> str:
-    return hashlib.sha256(profile.to_json().encode()).hexdigest()
+    """SHA-256 of what the twin simulates with: the profile less its provenance (fit summaries, input hashes)."""
+    d = json.loads(profile.to_json())
+    d.pop("provenance", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 def header(profile: Profile, samples: int, seed: int, window: float, threshold: float) -> dict:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrivals import Workload
+from .client import PortLimitedClient, PortPool
 from .entities import Adapter, ServingConfig
 from .errors import ConfigError
 from .lora_slots import LoraSlots
@@ -30,6 +31,7 @@ class SimOptions:
     starvation_threshold: float = 0.9
     queue_sample_s: float = 0.0  # > 0: record (time, waiting, running, free blocks) at this interval
     exact_steps: bool = False  # True: never skip decode runs (slow; for checking that skipping is exact)
+    client: PortLimitedClient | None = None  # a client that runs out of ports (twin/client.py); None: every arrival is sent
 
 
 def decode_run_blocks(sched: V1Scheduler, m: int) -> np.ndarray:
@@ -75,8 +77,12 @@ class Simulator:
         stats = {"steps": 0, "loads": 0, "preemptions": 0, "itl_d": [], "itl_w": [], "queue": []}
         itl_d, itl_w = stats["itl_d"], stats["itl_w"]  # mean step time of each decode run, and its decode tokens
         now, next_arr, next_sample = 0.0, 0, 0.0
+        ports = PortPool(opt.client) if opt.client else None
         while now < opt.duration:
-            next_arr = sched.arrived = int(np.searchsorted(arrival, now, side="right"))
+            next_arr = int(np.searchsorted(arrival, now, side="right"))
+            if ports and next_arr > sched.arrived:
+                ports.deliver(sched, next_arr, now)
+            sched.arrived = next_arr
             if opt.queue_sample_s > 0 and now >= next_sample:
                 stats["queue"].append((round(now, 3), sched.n_waiting, len(sched.running), sched.free))
                 next_sample = now + opt.queue_sample_s
@@ -113,12 +119,15 @@ class Simulator:
                     durations = self._decode_run(dt, growth, extra, now, min(bound, opt.duration), arrival, next_arr,
                                                  predictor.waiting_s, arrival_ends_run)
                     steps, elapsed = len(durations), float(durations.sum())
-            self._advance(sched, k, take, steps, now + elapsed)
+            done = self._advance(sched, k, take, steps, now + elapsed)
+            if ports and done:
+                ports.close(now + elapsed, done)
             stats["steps"] += steps
             if n_decode:
                 itl_d.append(elapsed / steps)
                 itl_w.append(n_decode * steps)
             now += elapsed
+        stats["dropped"] = sched.n_dropped
         return summarise(self, table, stats, wall0)
 
     @staticmethod
@@ -166,8 +175,8 @@ class Simulator:
             arrived = counted
         return durations[: max(1, int(np.searchsorted(start, bound, side="left")))]
 
-    def _advance(self, sched: V1Scheduler, k: int, take: np.ndarray, steps: int, end: float) -> None:
-        """Apply `steps` steps of this plan to the first `k` running requests: tokens, blocks, first tokens, finishes."""
+    def _advance(self, sched: V1Scheduler, k: int, take: np.ndarray, steps: int, end: float) -> int:
+        """Apply `steps` steps of this plan to the first `k` running requests: tokens, blocks, first tokens, finishes (returned)."""
         rid, prompt, output, computed, generated, blocks, _ = sched.rows(k)
         if steps > 1:
             extra = decode_run_blocks(sched, steps - 1)
@@ -181,4 +190,6 @@ class Simulator:
             generated[produced] += 1
             newly = produced[generated[produced] == 1]
             sched.t.first_token[rid[newly]] = end
-        sched.finish((generated >= output).nonzero()[0], end)
+        done = (generated >= output).nonzero()[0]
+        sched.finish(done, end)
+        return len(done)

@@ -18,6 +18,7 @@ class SimResult:
     starved: bool
     arrivals: int
     completed: int
+    dropped: int  # arrivals the client could not send (a port-limited client only)
     mean_ttft_ms: float
     p99_ttft_ms: float
     mean_itl_ms: float
@@ -66,6 +67,7 @@ def summarise(sim, table: RequestTable, stats: dict, wall0: float) -> SimResult:
         starved=bool(thr < sim.opt.starvation_threshold * ideal),
         arrivals=int(arrived.sum()),
         completed=int(done.sum()),
+        dropped=int(stats.get("dropped", 0)),
         mean_ttft_ms=float(ttft.mean()) if len(ttft) else nan,
         p99_ttft_ms=float(np.percentile(ttft, 99)) if len(ttft) else nan,
         mean_itl_ms=mean_itl,

@@ -63,6 +63,8 @@ class V1Scheduler:
         self.head[counts > 0] = self.by_adapter[(ends - counts)[counts > 0]]
         self.arrived = 0  # requests with ids below this have arrived
         self.fresh_taken = 0  # fresh requests admitted so far
+        self.dropped = np.zeros(len(table.adapter), bool)  # arrivals the client never delivered (see drop)
+        self.n_dropped = 0
         self.n_front = 0
         self.next_front_key = -1
         self.run_count = np.zeros(n_adapters, np.int64)  # running requests per adapter
@@ -79,7 +81,21 @@ class V1Scheduler:
     # -- waiting queue -------------------------------------------------------------------------
     @property
     def n_waiting(self) -> int:
-        return self.arrived - self.fresh_taken + self.n_front
+        return self.arrived - self.fresh_taken - self.n_dropped + self.n_front
+
+    def _skip_dropped(self, a: int) -> None:
+        i, end, by, dropped = self.next_fresh[a], self.fresh_end[a], self.by_adapter, self.dropped
+        while i < end and dropped[by[i]]:
+            i += 1
+        self.next_fresh[a] = i
+
+    def drop(self, ids: np.ndarray) -> None:
+        """Arrived requests that never reach the server (the client could not connect): they never wait."""
+        self.dropped[ids] = True
+        self.n_dropped += len(ids)
+        for a in np.unique(self.t.adapter[ids]).tolist():
+            self._skip_dropped(a)
+            self._update_head(a)
 
     def _update_head(self, a: int) -> None:
         q = self.front[a]
@@ -106,6 +122,7 @@ class V1Scheduler:
         else:
             self.next_fresh[a] += 1
             self.fresh_taken += 1
+            self._skip_dropped(a)
         self._update_head(a)
 
     # -- one step -----------------------------------------------------------------------------

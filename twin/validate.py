@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrivals import poisson_workload
+from .client import PortLimitedClient
 from .csvfiles import read_csv
 from .engine import SimOptions, Simulator
 from .entities import Adapter, LengthSpec, ServingConfig
@@ -63,9 +64,9 @@ def read_runs(path: Path) -> list[Run]:
     return [Run(r) for r in rows]
 
 
-def simulate_run(args: tuple[Profile, Run, int]) -> dict:
+def simulate_run(args: tuple[Profile, Run, int, PortLimitedClient | None]) -> dict:
     """Simulate one measured run; returns the measured and predicted values side by side."""
-    profile, run, seed = args
+    profile, run, seed, client = args
     n = run.get("n_adapters", int)
     ml = run.get("max_loras", int)
     rank = run.get("max_lora_rank", int)
@@ -76,7 +77,8 @@ def simulate_run(args: tuple[Profile, Run, int]) -> dict:
     if n is None or status != "ok":  # nothing to serve, or a server that never starts: only start-up is checked
         out.update(predicted_status=status, measured_tok_s=run.get("throughput_tok_s"), predicted_tok_s=0.0,
                    measured_starved=run.get("starved", int), predicted_starved=None, reference_twin_tok_s=None,
-                   wall_s=0.0, ideal_tok_s=None, measured_itl_ms=None, predicted_itl_ms=None, preemptions=0)
+                   wall_s=0.0, ideal_tok_s=None, measured_itl_ms=None, predicted_itl_ms=None, measured_ttft_ms=None,
+                   predicted_ttft_ms=None, preemptions=0, dropped=0)
         if n is None and status == "ok":
             out["predicted_status"] = "ok (not simulated: n_adapters missing)"
         return out
@@ -91,11 +93,13 @@ def simulate_run(args: tuple[Profile, Run, int]) -> dict:
     duration = run.get("duration_s") or 3600.0
     rng = np.random.default_rng(seed)
     workload = poisson_workload(adapters, duration, lengths, rng, count=run.get("arrivals", int))
-    res = Simulator(profile, config, adapters, workload, SimOptions(duration=duration)).run()
+    res = Simulator(profile, config, adapters, workload, SimOptions(duration=duration, client=client)).run()
     out.update(predicted_status=res.status, measured_tok_s=run.get("throughput_tok_s"), predicted_tok_s=res.throughput_tok_s,
                measured_starved=run.get("starved", int), predicted_starved=int(res.starved),
                reference_twin_tok_s=run.get("reference_twin_tok_s"), wall_s=res.wall_s, ideal_tok_s=res.ideal_tok_s,
-               measured_itl_ms=run.get("mean_itl_ms"), predicted_itl_ms=res.mean_itl_ms, preemptions=res.preemptions)
+               measured_itl_ms=run.get("mean_itl_ms"), predicted_itl_ms=res.mean_itl_ms,
+               measured_ttft_ms=run.get("mean_ttft_ms"), predicted_ttft_ms=res.mean_ttft_ms, preemptions=res.preemptions,
+               dropped=res.dropped)
     return out
 
 
@@ -122,6 +126,7 @@ def summarise_validation(rows: list[dict]) -> dict:
         "throughput_median_ape_pct": all_err["median_ape_pct"],
         "throughput_max_ape_pct": all_err["max_ape_pct"],
         "throughput_bias_pct": all_err["bias_pct"],
+        "throughput_runs_over_10pct": int((np.abs(p - m) > 0.1 * m).sum()),
         "starved_subset": _errors(m[starved], p[starved]),
         "unstarved_subset": _errors(m[~starved], p[~starved]),
         "starved_accuracy": round(float(np.mean([r["measured_starved"] == r["predicted_starved"] for r in ok])), 4) if ok else None,
@@ -134,9 +139,14 @@ def summarise_validation(rows: list[dict]) -> dict:
     return summary
 
 
-def validate(profile: Profile, runs: list[Run], seed: int = 0, workers: int = 1, progress=None) -> tuple[list[dict], dict]:
-    """Simulate every run (in parallel when workers > 1) and summarise the errors."""
-    args = [(profile, r, seed) for r in runs]
+def validate(profile: Profile, runs: list[Run], seed: int = 0, workers: int = 1, progress=None,
+             client: PortLimitedClient | None = PortLimitedClient()) -> tuple[list[dict], dict]:
+    """Simulate every run (in parallel when workers > 1) and summarise the errors.
+
+    By default the runs are replayed with the reference harness's port-limited client (twin/client.py);
+    `client=None` sends every arrival.
+    """
+    args = [(profile, r, seed, client) for r in runs]
     rows: list[dict] = []
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
