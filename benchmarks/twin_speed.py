@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from loraplace.twin.profile import load_profile
+from loraplace.twin.client import PortLimitedClient
 from loraplace.twin.validate import read_runs, simulate_run
 
 
@@ -28,6 +29,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is kept")
     ap.add_argument("--limit", type=int, help="only the first N configurations")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--client-ports", type=int, default=0,
+                    help="replay with the reference harness's port-limited client (0, the default: an open client)")
     args = ap.parse_args()
     if not args.runs.is_file():
         print(f"runs file not found: {args.runs} (the benchmark needs ../shared)", file=sys.stderr)
@@ -40,7 +43,7 @@ def main() -> int:
         walls = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            simulate_run((profile, run, 0))
+            simulate_run((profile, run, 0, PortLimitedClient(args.client_ports) if args.client_ports else None))
             walls.append(time.perf_counter() - t0)
         wall = statistics.median(walls)
         duration = float(run.row["duration_s"] or 3600)
@@ -51,6 +54,7 @@ def main() -> int:
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}, one process",
         "configurations": len(rows),
         "repeat": args.repeat,
+        "client_ports": args.client_ports,
         "median_wall_s": round(statistics.median(walls), 3),
         "max_wall_s": round(max(walls), 3),
         "mean_wall_s": round(statistics.fmean(walls), 3),
