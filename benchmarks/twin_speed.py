@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from loraplace.twin.client import client_with_ports
 from loraplace.twin.profile import load_profile
-from loraplace.twin.client import PortLimitedClient
 from loraplace.twin.validate import read_runs, simulate_run
 
 
@@ -43,7 +43,7 @@ def main() -> int:
         walls = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            simulate_run((profile, run, 0, PortLimitedClient(args.client_ports) if args.client_ports else None))
+            simulate_run((profile, run, 0, client_with_ports(args.client_ports)))
             walls.append(time.perf_counter() - t0)
         wall = statistics.median(walls)
         duration = float(run.row["duration_s"] or 3600)

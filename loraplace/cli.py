@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, PortLimitedClient
+from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, client_with_ports
 from loraplace.twin.errors import ConfigError, LoraplaceError
 
 
@@ -34,11 +34,6 @@ def _positive_int(text: str) -> int:
 
 def _nonnegative_int(text: str) -> int:
     return _int_at_least(text, 0, ">= 0")
-
-
-def port_limited_client(ports: int) -> PortLimitedClient | None:
-    """--client-ports: 0 sends every arrival; otherwise a client with that many local ports."""
-    return PortLimitedClient(ports=ports) if ports else None
 
 
 def _positive_float(text: str) -> float:
@@ -236,7 +231,7 @@ def cmd_simulate(args) -> dict:
         burst = Burst.parse(args.burst) if args.burst else None
         workload = poisson_workload(adapters, args.duration, lengths, rng, count=args.arrivals, burst=burst)
     options = SimOptions(duration=args.duration, starvation_threshold=args.starvation_threshold,
-                         queue_sample_s=args.queue_sample or 0.0, client=port_limited_client(args.client_ports))
+                         queue_sample_s=args.queue_sample or 0.0, client=client_with_ports(args.client_ports))
     result = Simulator(profile, config, adapters, workload, options).run()
     out = {"profile": profile.name, "adapters": len(adapters), "max_loras": config.max_loras,
            "max_lora_rank": config.max_lora_rank, **result.to_dict(with_queue=bool(args.queue_sample))}
@@ -276,7 +271,7 @@ def cmd_validate(args) -> None:
     profile = load_profile(name)
     with reports.progress("simulating runs", len(runs), quiet=args.json) as tick:
         rows, summary = validate(profile, runs, seed=args.seed, workers=args.workers, progress=tick,
-                                 client=port_limited_client(args.client_ports))
+                                 client=client_with_ports(args.client_ports))
     summary = {"profile": profile.name, "runs_file": str(args.runs), "client_ports": args.client_ports, **summary}
     if args.json:
         print(json.dumps({**summary, "rows": rows} if args.rows else summary))

@@ -46,6 +46,15 @@ def test_queue_trace_on_request():
     assert len(out["queue"]) >= 4 and all(len(row) == 4 for row in out["queue"])
 
 
+def test_port_limited_client_drops_what_it_cannot_send():
+    """--client-ports: an overloaded server behind a 30-port client; the open client (default) drops nothing."""
+    heavy = ("--rates", "4", "--adapters", "8", "--max-loras", "8", "--duration", "120")
+    limited = json.loads(run("simulate", *heavy, "--client-ports", "30", "--json", check=True).stdout)
+    open_client = json.loads(run("simulate", *heavy, "--json", check=True).stdout)
+    assert limited["dropped"] > 0 and open_client["dropped"] == 0
+    assert limited["arrivals"] == open_client["arrivals"] and limited["ideal_tok_s"] == open_client["ideal_tok_s"]
+
+
 def test_adapters_file(tmp_path):
     f = tmp_path / "a.csv"
     f.write_text("id,rank,rate\nx,8,0.5\ny,16,0.25\n")
@@ -67,6 +76,7 @@ def error_of(p):
     (("simulate", "--ranks", "32", "--max-loras", "300"), "would not start"),
     (("simulate", "--burst", "fast"), "burst"),
     (("simulate", "--duration", "-5"), "positive"),
+    (("simulate", "--client-ports", "-1"), ">= 0"),
     (("simulate", "--adapters-file", "/no/such.csv"), "not found"),
     (("twin", "validate", "/no/such/runs.csv"), "not found"),
     (("surrogate", "train", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--depth", "17", "--out", "/tmp/unused",
@@ -114,6 +124,7 @@ def test_validate_summary_on_a_slice(shared, tmp_path):
         w.writerows(light + failed)
     s = json.loads(run("twin", "validate", str(sl), "--json", check=True).stdout)
     assert s["n_runs"] == len(light) + len(failed)
+    assert s["client_ports"] == 28232  # the reference harness's client by default
     for key in ("throughput_mape_pct", "throughput_max_ape_pct", "starved_accuracy", "startup_accuracy", "reference_twin"):
         assert key in s
     assert s["startup_accuracy"] == 1.0

@@ -58,8 +58,9 @@ def test_enough_ports_change_nothing(llama):
     assert limited.throughput_tok_s == open_run.throughput_tok_s and limited.mean_ttft_ms == open_run.mean_ttft_ms
 
 
-def test_dropped_requests_are_skipped_per_adapter(llama):
+def test_dropped_requests_are_skipped_per_adapter(port_checked, llama):
     """The scheduler's per-adapter cursors pass over dropped requests, including ones behind waiting requests."""
+    port_checked.ports = 25
     sim = small_sim(llama, n_adapters=3, max_loras=1, rates=(5.0,), duration=30.0,
                     client=PortLimitedClient(ports=25, time_wait_s=0.0))
     res = sim.run()

@@ -179,9 +179,8 @@ def fit_lora(overhead: list[dict], sched: list[dict], step: dict, load_ms: float
         decode, prefill, sq = step_mix(r, sp, "avg_batch_size")
         rows.append((decode, prefill, sq, prompt + out_per_req / 2, num(r, "mean_loras_by_batch", sp),
                      num(r, "gpu_loras", sp), decode_step_ms(r, sp), server_rank(r, sp)))
-    n_loaded = len(rows)
-    rows += loaded_step_rows(sched, load_ms, sp)
-    n_loaded = len(rows) - n_loaded
+    loaded = loaded_step_rows(sched, load_ms, sp)
+    rows += loaded
     B, P, Q, ctx, L, S, y, R = map(np.array, zip(*rows))
     base = base_decode_ms(step, B, ctx) + step["prefill_ms_per_token"] * P
     coef = {}
@@ -200,7 +199,7 @@ def fit_lora(overhead: list[dict], sched: list[dict], step: dict, load_ms: float
     w = 1 / y if weighting == "relative" else np.ones_like(y)
     fitted, res = nnls(X * w[:, None], (y - base) * w, "LoRA overhead")
     ape = np.abs(base + X @ fitted - y) / y * 100
-    res = {"rows": int(len(y)), "loaded_scheduler_rows": n_loaded, "weighting": weighting, "cv_mape_pct": cv,
+    res = {"rows": int(len(y)), "loaded_scheduler_rows": len(loaded), "weighting": weighting, "cv_mape_pct": cv,
            "itl_mape_pct": round(float(ape.mean()), 3), "itl_max_ape_pct": round(float(ape.max()), 3)}
     return coef | {n: float(c) for n, c in zip(names, fitted)}, res
 

@@ -36,6 +36,11 @@ class PortLimitedClient:
             raise ConfigError(f"client TIME_WAIT must be >= 0 s, got {self.time_wait_s}")
 
 
+def client_with_ports(ports: int) -> PortLimitedClient | None:
+    """The `--client-ports` convention: 0 sends every arrival, otherwise a client with that many ports."""
+    return PortLimitedClient(ports=ports) if ports else None
+
+
 class PortPool:
     """Ports in use during a run: requests delivered and not yet closed for longer than TIME_WAIT."""
 
