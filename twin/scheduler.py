@@ -122,7 +122,8 @@ class V1Scheduler:
         else:
             self.next_fresh[a] += 1
             self.fresh_taken += 1
-            self._skip_dropped(a)
+            if self.n_dropped:  # only a port-limited client drops arrivals; the open client's pops stay one step
+                self._skip_dropped(a)
         self._update_head(a)
 
     # -- one step -----------------------------------------------------------------------------
