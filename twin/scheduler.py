@@ -166,37 +166,45 @@ class V1Scheduler:
         return StepPlan(k, take, preempted, admitted, blocked)
 
     def _schedule_running_sequential(self, budget: int):
-        """vLLM's running loop one request at a time: preempt from the tail until the request fits.
+        """vLLM's running loop when blocks run short: preempt from the tail until the request at hand fits.
 
-        Works on plain lists taken once (the loop is Python either way); the blocks are written back at the end.
+        Requests are granted their blocks in order; between two shortfalls the grants are one cumulative
+        sum, so the Python loop runs once per shortfall, not once per running request.
         """
-        bs = self.bs
-        _, prompt, _, comp_row, gen, blocks_row, _ = self.rows()
-        comp = comp_row.tolist()
-        todo = (prompt + gen - comp_row).tolist()
-        blocks = blocks_row.tolist()
+        bs, prealloc = self.bs, self.prealloc
+        _, prompt, _, comp, gen, blocks, _ = self.rows()
+        rem = prompt + gen - comp
+        avail = budget - (np.cumsum(rem) - rem)
+        kb = int(np.count_nonzero(avail > 0))  # the token budget reaches this far, preemption aside
+        take = np.minimum(rem[:kb], avail[:kb])
+        need = -(-(comp[:kb] + take) // bs) - blocks[:kb]
+        full = np.where(need > 0, np.minimum(need + prealloc, self.max_blocks_per_req - blocks[:kb]), 0)
         free, n, i = self.free, self.n, 0
-        take: list[int] = []
-        while i < n and budget > 0:
-            k = min(todo[i], budget)
-            need = -(-(comp[i] + k) // bs) - blocks[i]
-            while need > free and n > i:  # preempt the newest running request
-                n -= 1
-                free += blocks[n]
-            if n == i:  # the request itself was preempted
+        while i < min(kb, n):
+            end = min(kb, n)
+            cum = np.cumsum(full[i:end])
+            j = i + int(np.searchsorted(cum, free, side="right"))  # first request whose full grant exceeds what is free
+            blocks[i:j] += full[i:j]
+            free -= int(cum[j - i - 1]) if j > i else 0
+            if j == end:
+                i = end
                 break
-            if need > 0:
-                g = min(need + self.prealloc, free, self.max_blocks_per_req - blocks[i])
-                blocks[i] += g
-                free -= g
-            take.append(k)
-            budget -= k
-            i += 1
-        blocks_row[:n] = blocks[:n]
+            need_j = int(need[j])
+            while need_j > free and n > j:  # preempt the newest running request
+                n -= 1
+                free += int(blocks[n])
+            if n == j:  # the request itself was preempted
+                i = j
+                break
+            g = min(need_j + prealloc, free, self.max_blocks_per_req - int(blocks[j]))
+            blocks[j] += g
+            free -= g
+            i = j + 1
         victims = self.n - n
         self._preempt_tail(n)
         self.free = free
-        return np.array(take, np.int64), victims, budget
+        take = take[:i]
+        return take, victims, budget - int(take.sum())
 
     def _preempt_tail(self, keep: int) -> None:
         """Preempt running requests from position `keep` on, newest first (recompute: their KV is dropped)."""
