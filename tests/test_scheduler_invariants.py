@@ -103,3 +103,53 @@ def test_skipping_decode_runs_is_exact(llama, kv):
     assert fast.throughput_tok_s == pytest.approx(slow.throughput_tok_s, rel=1e-9)
     assert fast.mean_ttft_ms == pytest.approx(slow.mean_ttft_ms, rel=1e-6)
     assert fast.mean_itl_ms == pytest.approx(slow.mean_itl_ms, rel=1e-6)
+
+
+def _running_loop_one_by_one(sched: V1Scheduler, budget: int):
+    """vLLM's running loop as written there: each request in turn, preempting the newest until it fits."""
+    bs = sched.bs
+    _, prompt, _, comp_row, gen, blocks_row, _ = sched.rows()
+    comp, todo, blocks = comp_row.tolist(), (prompt + gen - comp_row).tolist(), blocks_row.tolist()
+    free, n, i, take = sched.free, sched.n, 0, []
+    while i < n and budget > 0:
+        k = min(todo[i], budget)
+        need = -(-(comp[i] + k) // bs) - blocks[i]
+        while need > free and n > i:
+            n -= 1
+            free += blocks[n]
+        if n == i:
+            break
+        if need > 0:
+            g = min(need + sched.prealloc, free, sched.max_blocks_per_req - blocks[i])
+            blocks[i] += g
+            free -= g
+        take.append(k)
+        budget -= k
+        i += 1
+    return take, sched.n - n, budget, free, blocks[:n]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 100_000), n=st.integers(1, 60), budget=st.integers(1, 4096), spare=st.integers(0, 40))
+def test_block_grants_match_vllms_running_loop(llama, seed, n, budget, spare):
+    """The running loop of a step short of blocks grants and preempts exactly as vLLM's one-at-a-time loop."""
+    import copy
+
+    rng = np.random.default_rng(seed)
+    sim = small_sim(llama, n_adapters=8, max_loras=8, duration=60.0, seed=seed % 7)
+    table = engine.RequestTable(sim.workload)
+    sched = V1Scheduler(table, sim.cfg, 0, len(sim.adapters), preallocate_blocks=4)
+    n = min(n, len(table.arrival))
+    prompt, output = table.prompt[:n], table.output[:n]
+    gen = rng.integers(0, output)  # none finished
+    # most requests decode (all but the newest token computed); some are part way through a prefill
+    computed = np.where(rng.random(n) < 0.3, rng.integers(0, prompt + gen), prompt + gen - 1)
+    blocks = -(-computed // sched.bs) + rng.integers(0, 5, n)  # plus what preallocation left over
+    sched._append(np.array([np.arange(n), prompt, output, computed, gen, blocks, table.adapter[:n]]))
+    sched.run_count[:] = np.bincount(table.adapter[:n], minlength=len(sim.adapters))
+    sched.num_blocks, sched.free = int(blocks.sum()) + spare, spare
+    reference = copy.deepcopy(sched)
+    take, victims, left = sched._schedule_running_sequential(budget)
+    r_take, r_victims, r_left, r_free, r_blocks = _running_loop_one_by_one(reference, budget)
+    assert take.tolist() == r_take and victims == r_victims and left == r_left
+    assert sched.free == r_free and sched.rows()[BLOCKS].tolist() == r_blocks and sched.n == len(r_blocks)
