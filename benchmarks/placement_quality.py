@@ -19,6 +19,7 @@ from pathlib import Path
 
 from loraplace.solvers.instance_files import read_instance, shipped_instances
 from loraplace.solvers.placement_solve import EXACT, Solver, make_oracle, strategy_list, twin_check
+from loraplace.twin.oracle import WINDOW_S
 from loraplace.twin.profile import load_profile
 
 
@@ -37,7 +38,7 @@ def main() -> int:
         if len(inst.adapters) > args.max_adapters:
             continue
         profile = load_profile(inst.profile)
-        oracle = make_oracle("surrogate", profile, inst.starvation_threshold, 1800.0, 0, 2)
+        oracle = make_oracle("surrogate", profile, inst.starvation_threshold, WINDOW_S, 0, 2)
         t = time.perf_counter()
         solver = Solver(inst, oracle, args.time_limit)
         setup = time.perf_counter() - t

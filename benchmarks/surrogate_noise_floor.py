@@ -29,6 +29,7 @@ from loraplace.surrogate.dataset import load_dataset, split
 from loraplace.surrogate.evaluate import run_query
 from loraplace.surrogate.features import feature_matrix
 from loraplace.surrogate.features import FEATURES
+from loraplace.surrogate.generate import header_client
 from loraplace.surrogate.metrics import ape_summary, classification_summary
 from loraplace.surrogate.model import SurrogateModel, starved_rule
 from loraplace.surrogate.oracle import shipped_model_dir
@@ -55,7 +56,7 @@ def holdout(args, profile, model) -> dict:
     ds = load_dataset(data, profile)
     rows = split(len(ds.queries), meta["split"]["seed"])[2][: args.limit]
     window, threshold = ds.header["window_s"], ds.header["starvation_threshold"]
-    jobs = [(profile, ds.queries[i], window, threshold, OTHER_SEED + int(i)) for i in rows]
+    jobs = [(profile, ds.queries[i], window, threshold, OTHER_SEED + int(i), header_client(ds.header)) for i in rows]
     second, starved_second = simulate(jobs, args.workers)
     X, y = ds.subset(rows)
     first = y["ratio"] * X[:, FEATURES.index("offered_tok_s")]  # the recorded run
@@ -74,8 +75,9 @@ def reference_configurations(args, profile, model) -> dict:
     queries = [q for r in runs if (q := run_query(r, 0)) is not None][: args.limit]
     data_window = model.metadata["data"]["window_s"]
     runs_window = float(runs[0].row.get("duration_s") or 3600.0)
-    short = simulate([(profile, q, data_window, 0.9, OTHER_SEED + i) for i, q in enumerate(queries)], args.workers)[0]
-    long = simulate([(profile, q, runs_window, 0.9, 2 * OTHER_SEED + i) for i, q in enumerate(queries)], args.workers)[0]
+    client = header_client(model.metadata["data"])
+    short = simulate([(profile, q, data_window, 0.9, OTHER_SEED + i, client) for i, q in enumerate(queries)], args.workers)[0]
+    long = simulate([(profile, q, runs_window, 0.9, 2 * OTHER_SEED + i, client) for i, q in enumerate(queries)], args.workers)[0]
     pred = model.predict(feature_matrix(queries, profile), ("ratio",))["throughput_tok_s"]
     return {"runs_file": str(args.runs), "configurations": len(queries), "data_window_s": data_window,
             "runs_window_s": runs_window,

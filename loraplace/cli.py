@@ -10,6 +10,7 @@ from pathlib import Path
 
 from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, client_with_ports
 from loraplace.twin.errors import ConfigError, LoraplaceError
+from loraplace.twin.oracle import WINDOW_S
 
 
 class StartupError(LoraplaceError):
@@ -70,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--starvation-threshold", type=_positive_float, default=0.9,
                    help="starved when throughput < threshold x ideal (default 0.9)")
     s.add_argument("--queue-sample", type=_positive_float, help="record queue lengths every N simulated seconds")
-    s.add_argument("--client-ports", type=_nonnegative_int, default=0,
+    s.add_argument("--client-ports", type=_nonnegative_int, default=LINUX_EPHEMERAL_PORTS,
                    help="a client with one connection per request and this many local ports drops arrivals when "
-                        "none is free (0, the default: every arrival is sent; see twin/client.py)")
+                        f"none is free (default {LINUX_EPHEMERAL_PORTS}, Linux's; 0: every arrival is sent; see twin/client.py)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -134,9 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--starvation-threshold", type=_positive_float, help="default: the instance's, else 0.9")
     so.add_argument("--oracle", choices=("surrogate", "twin"), default="surrogate",
                     help="feasibility oracle for the strategies (default surrogate; twin is exact but slow)")
-    so.add_argument("--oracle-window", type=_positive_float, default=1800.0, help="twin oracle: simulated seconds per query")
-    so.add_argument("--check-window", type=_positive_float, default=3600.0,
-                    help="simulated seconds of the twin's check of every printed GPU (default 3600)")
+    so.add_argument("--oracle-window", type=_positive_float, default=WINDOW_S,
+                    help=f"twin oracle: simulated seconds per query (default {WINDOW_S:.0f})")
+    so.add_argument("--check-window", type=_positive_float, default=WINDOW_S,
+                    help=f"simulated seconds of the twin's check of every printed GPU (default {WINDOW_S:.0f})")
+    so.add_argument("--client-ports", type=_nonnegative_int, default=LINUX_EPHEMERAL_PORTS,
+                    help=f"twin oracle and check: the client's local ports (default {LINUX_EPHEMERAL_PORTS}, Linux's; "
+                         "0: every arrival is sent)")
     so.add_argument("--no-twin-check", action="store_true", help="skip the twin's check of the placements")
     so.add_argument("--workers", type=_positive_int, default=2, help="parallel twin simulations (default 2)")
     so.add_argument("--seed", type=int, default=0, help="seed of every simulated arrival stream")
@@ -159,8 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--samples", type=_positive_int, required=True, help="design points to simulate")
     g.add_argument("--out", type=Path, required=True, help="JSON-lines output (an existing file is resumed)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--window", type=_positive_float, default=1800.0, help="simulated seconds per point (default 1800)")
+    g.add_argument("--window", type=_positive_float, default=WINDOW_S,
+                   help=f"simulated seconds per point (default {WINDOW_S:.0f}, the window starvation is judged over)")
     g.add_argument("--starvation-threshold", type=_positive_float, default=0.9)
+    g.add_argument("--client-ports", type=_nonnegative_int, default=LINUX_EPHEMERAL_PORTS,
+                   help=f"the simulated client's local ports (default {LINUX_EPHEMERAL_PORTS}, Linux's; 0: every arrival is sent)")
     g.add_argument("--workers", type=_positive_int, default=2, help="local processes (default 2)")
     g.add_argument("--ray", metavar="ADDRESS", help="run on an existing Ray cluster instead (needs loraplace[ray])")
     g.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -340,7 +348,8 @@ def cmd_surrogate_generate(args) -> None:
     profile = load_profile(args.profile)
     with reports.progress("simulating design points", args.samples, quiet=args.json) as tick:
         made = generate(profile, args.samples, args.out, seed=args.seed, window=args.window,
-                        threshold=args.starvation_threshold, workers=args.workers, ray_address=args.ray, progress=tick)
+                        threshold=args.starvation_threshold, workers=args.workers, ray_address=args.ray, progress=tick,
+                        client=client_with_ports(args.client_ports))
     out = {"profile": profile.name, "out": str(args.out), "samples": args.samples, "simulated_now": made}
     print(json.dumps(out) if args.json else f"{made} design points simulated now; {args.out} holds {args.samples}")
 
@@ -357,7 +366,9 @@ def cmd_solve(args) -> None:
         lengths = LengthSpec(mean_input=args.mean_input or 223.0, mean_output=args.mean_output or 196.0)
     inst = read_instance(args.instance, args.profile, lengths, args.gpus, args.starvation_threshold)
     profile = load_profile(inst.profile)
-    oracle = make_oracle(args.oracle, profile, inst.starvation_threshold, args.oracle_window, args.seed, args.workers)
+    client = client_with_ports(args.client_ports)
+    oracle = make_oracle(args.oracle, profile, inst.starvation_threshold, args.oracle_window, args.seed, args.workers,
+                         client)
     try:
         with reports.progress("solving", len(names) + 1, quiet=args.json) as tick:
             solver = Solver(inst, oracle, args.time_limit)
@@ -368,7 +379,7 @@ def cmd_solve(args) -> None:
     if not args.no_twin_check:
         gpus = sum(p.gpus for p in placements)
         with reports.progress("twin check of every GPU", gpus, quiet=args.json or not gpus) as tick:
-            twin_check(placements, inst, profile, args.check_window, args.workers, args.seed, progress=tick)
+            twin_check(placements, inst, profile, args.check_window, args.workers, args.seed, progress=tick, client=client)
     served = [p for p in placements if p.plans and p.status != "infeasible"]
     best = min(served, key=lambda p: (p.twin_starved_gpus or 0, p.gpus)) if served else None  # ties: first listed
     out = {"instance": inst.name, "profile": profile.name, "adapters": len(inst.adapters), "oracle": oracle.name,

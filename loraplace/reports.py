@@ -162,10 +162,12 @@ def surrogate_evaluation(out: dict) -> None:
     t = Table(title=f"surrogate for {out['profile']}")
     for col in ("against", "rows", "MAPE %", "median APE %", "max APE %", "starvation accuracy", "macro-F1"):
         t.add_column(col, justify="left" if col == "against" else "right")
-    for key, label in (("twin_holdout", "twin (held out)"), ("measured_runs", "measured runs")):
-        if key in out:
-            e = out[key]
-            t.add_row(label, _fmt(e.get("n_rows", e.get("n_runs"))), _fmt(e.get("throughput_mape_pct"), 2),
+    rows = [("twin (held out)", out.get("twin_holdout")), ("measured runs", out.get("measured_runs"))]
+    if "measured_runs" in out:
+        rows += [(f"  {k} measured", out["measured_runs"].get(f"{k}_subset")) for k in ("unstarved", "starved")]
+    for label, e in rows:
+        if e:
+            t.add_row(label, _fmt(e.get("n_rows", e.get("n_runs", e.get("n")))), _fmt(e.get("throughput_mape_pct"), 2),
                       _fmt(e.get("throughput_median_ape_pct"), 2), _fmt(e.get("throughput_max_ape_pct"), 2),
                       _fmt(e.get("starvation_accuracy"), 4), _fmt(e.get("starvation_f1"), 4))
     console.print(t)

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 
 from loraplace.twin.errors import ConfigError, LoraplaceError
-from loraplace.twin.oracle import Oracle, TwinOracle
+from loraplace.twin.client import PortLimitedClient
+from loraplace.twin.oracle import PLANNING_CLIENT, WINDOW_S, Oracle, TwinOracle
 from loraplace.twin.profile import Profile
 
 from .baselines import dlora, loraserve
@@ -151,19 +152,20 @@ def withdraw_bound(p: Placement, beaten_by: int) -> None:
         p.status = "feasible"
 
 
-def make_oracle(kind: str, profile: Profile, threshold: float, window: float, seed: int, workers: int) -> Oracle:
-    """The surrogate shipped for this profile, or the twin itself."""
+def make_oracle(kind: str, profile: Profile, threshold: float, window: float, seed: int, workers: int,
+                client: PortLimitedClient | None = PLANNING_CLIENT) -> Oracle:
+    """The surrogate shipped for this profile, or the twin itself (simulating arrivals sent by `client`)."""
     if kind == "twin":
-        return TwinOracle(profile, threshold, window_s=window, seed=seed, workers=workers)
+        return TwinOracle(profile, threshold, window_s=window, seed=seed, workers=workers, client=client)
     from loraplace.surrogate.oracle import SurrogateOracle
 
     return SurrogateOracle.shipped(profile, threshold)
 
 
-def twin_check(placements: list[Placement], inst: PlacementInstance, profile: Profile, window: float = 3600.0,
-               workers: int = 2, seed: int = 0, progress=None) -> None:
+def twin_check(placements: list[Placement], inst: PlacementInstance, profile: Profile, window: float = WINDOW_S,
+               workers: int = 2, seed: int = 0, progress=None, client: PortLimitedClient | None = PLANNING_CLIENT) -> None:
     """Simulate every GPU of every placement with the twin (in parallel, each distinct GPU once) and record it."""
-    twin = TwinOracle(profile, inst.starvation_threshold, window_s=window, seed=seed, workers=workers)
+    twin = TwinOracle(profile, inst.starvation_threshold, window_s=window, seed=seed, workers=workers, client=client)
     plans = [p for pl in placements for p in pl.plans]
     queries = [p.query(inst.lengths) for p in plans]
     try:

@@ -42,12 +42,12 @@ def _log(values: list) -> np.ndarray:
     return np.log(np.where(a > 0, a, np.nan))
 
 
-SHARED_SETTINGS = ("format", "profile", "profile_sha256", "window_s", "starvation_threshold")
+SHARED_SETTINGS = ("format", "profile", "profile_sha256", "window_s", "starvation_threshold", "client_ports")
 
 
 def load_dataset(paths: list[Path], profile: Profile) -> Dataset:
     """Records of one or more data files whose server started (start-up failures are decided exactly by the
-    profile, not learnt). Files must share the profile, window and threshold; their designs may differ."""
+    profile, not learnt). Files must share the profile, window, threshold and client; their designs may differ."""
     head, ok, sources = None, [], []
     for path in paths:
         h, records = read_data(path)

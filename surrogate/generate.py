@@ -1,7 +1,7 @@
 """Training data from the twin: simulate every design point and append it to a JSON-lines file.
 
 The first line records what the data depends on (profile and its hash, twin version, seed, window,
-threshold, sample count); every other line is one simulated configuration. A run that stops part
+threshold, the client's ports, sample count); every other line is one simulated configuration. A run that stops part
 way continues where it stopped when started again with the same settings.
 """
 
@@ -15,7 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from loraplace.twin.errors import ConfigError, InputFileError
-from loraplace.twin.oracle import GpuQuery, run_query
+from loraplace.twin.client import PortLimitedClient, client_with_ports
+from loraplace.twin.oracle import PLANNING_CLIENT, WINDOW_S, GpuQuery, run_query
 from loraplace.twin.profile import Profile
 
 from .design import design
@@ -37,10 +38,16 @@ def profile_hash(profile: Profile) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-def header(profile: Profile, samples: int, seed: int, window: float, threshold: float) -> dict:
+def header(profile: Profile, samples: int, seed: int, window: float, threshold: float,
+           client: PortLimitedClient | None) -> dict:
     return {"format": FORMAT, "profile": profile.name, "profile_sha256": profile_hash(profile),
             "twin_version": twin_version(), "samples": samples, "seed": seed, "window_s": window,
-            "starvation_threshold": threshold}
+            "starvation_threshold": threshold, "client_ports": client.ports if client else 0}
+
+
+def header_client(head: dict) -> PortLimitedClient | None:
+    """The client a data file was simulated with (files from before the header recorded it: the open client)."""
+    return client_with_ports(head.get("client_ports", 0))
 
 
 def point_seed(seed: int, index: int) -> int:
@@ -48,17 +55,17 @@ def point_seed(seed: int, index: int) -> int:
     return seed * 1_000_003 + index
 
 
-def sample_record(args: tuple[int, Profile, GpuQuery, float, float, int]) -> dict:
+def sample_record(args: tuple[int, Profile, GpuQuery, float, float, int, PortLimitedClient | None]) -> dict:
     """Simulate design point `index` (a top-level function for process pools and Ray)."""
-    index, profile, q, window, threshold, seed = args
-    res = run_query(profile, q, window, threshold, seed)
+    index, profile, q, window, threshold, seed, client = args
+    res = run_query(profile, q, window, threshold, seed, client)
     return {"index": index, "ranks": list(q.ranks), "rates": list(q.rates), "max_loras": q.max_loras,
             "max_lora_rank": q.max_lora_rank, "mean_input": q.mean_input, "mean_output": q.mean_output,
             **{k: v for k, v in res.to_dict().items() if k in RESULT_KEYS}}
 
 
 RESULT_KEYS = ("status", "throughput_tok_s", "ideal_tok_s", "starved", "mean_itl_ms", "mean_ttft_ms", "completed",
-               "arrivals", "wall_s")
+               "arrivals", "dropped", "wall_s")
 
 
 def read_data(path: Path) -> tuple[dict, list[dict]]:
@@ -116,15 +123,16 @@ def _ray_pool(jobs: list, address: str):
         yield from ray.get(done)
 
 
-def generate(profile: Profile, samples: int, out: Path, seed: int = 0, window: float = 1800.0,
-             threshold: float = 0.9, workers: int = 2, ray_address: str | None = None, progress=None) -> int:
+def generate(profile: Profile, samples: int, out: Path, seed: int = 0, window: float = WINDOW_S,
+             threshold: float = 0.9, workers: int = 2, ray_address: str | None = None, progress=None,
+             client: PortLimitedClient | None = PLANNING_CLIENT) -> int:
     """Simulate the design points not yet in `out`; returns how many were simulated now."""
     if samples <= 0:
         raise ConfigError(f"--samples must be positive, got {samples}")
-    head = header(profile, samples, seed, window, threshold)
+    head = header(profile, samples, seed, window, threshold, client)
     done = _resume(Path(out), head)
     points = design(profile, samples, seed)
-    jobs = [(i, profile, q, window, threshold, point_seed(seed, i)) for i, q in enumerate(points) if i not in done]
+    jobs = [(i, profile, q, window, threshold, point_seed(seed, i), client) for i, q in enumerate(points) if i not in done]
     if progress:
         progress(len(done))
     stream = _ray_pool(jobs, ray_address) if ray_address else (

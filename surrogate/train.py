@@ -38,7 +38,8 @@ def train(data: list[Path], profile: Profile, out: Path, seed: int = 0, params: 
     model.save(out, {"profile": profile.name, "profile_sha256": profile_hash(profile),
                      "data": {"files": ds.sources, "sha256": ds.sha256, "records": len(ds.queries),
                               **{k: ds.header[k] for k in ("format", "profile_sha256", "window_s", "starvation_threshold",
-                                                           "twin_version")}},
+                                                           "twin_version")},
+                              "client_ports": ds.header.get("client_ports", 0)},
                      "split": {"seed": seed, "fractions": list(SPLIT)}, "test_metrics": metrics,
                      "catboost_version": catboost_version, "command": command})
     return metrics

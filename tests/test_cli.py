@@ -47,10 +47,10 @@ def test_queue_trace_on_request():
 
 
 def test_port_limited_client_drops_what_it_cannot_send():
-    """--client-ports: an overloaded server behind a 30-port client; the open client (default) drops nothing."""
+    """--client-ports: an overloaded server behind a 30-port client; the open client (0) drops nothing."""
     heavy = ("--rates", "4", "--adapters", "8", "--max-loras", "8", "--duration", "120")
     limited = json.loads(run("simulate", *heavy, "--client-ports", "30", "--json", check=True).stdout)
-    open_client = json.loads(run("simulate", *heavy, "--json", check=True).stdout)
+    open_client = json.loads(run("simulate", *heavy, "--client-ports", "0", "--json", check=True).stdout)
     assert limited["dropped"] > 0 and open_client["dropped"] == 0
     assert limited["arrivals"] == open_client["arrivals"] and limited["ideal_tok_s"] == open_client["ideal_tok_s"]
 

@@ -61,8 +61,11 @@ def test_generation_resumes_and_refuses_other_settings(llama, tmp_path):
     head, records = read_data(out)
     assert [r["index"] for r in records] == list(range(6))
     assert head["profile"] == llama.name and head["window_s"] == 60.0
+    assert head["client_ports"] == 28232  # the planning client: Linux's ephemeral ports
     with pytest.raises(ConfigError, match="other settings"):
         generate(llama, 6, out, seed=1, window=60.0, workers=1)
+    with pytest.raises(ConfigError, match="other settings"):
+        generate(llama, 6, out, seed=0, window=60.0, workers=1, client=None)
 
 
 def test_ray_generation_gives_the_same_records_as_local(llama, tmp_path):
@@ -155,7 +158,7 @@ def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_shipped_data_is_reproduced_by_the_twin(profile):
     """Re-simulate a few design points of each shipped data file: the twin must give the recorded records."""
-    from loraplace.surrogate.generate import point_seed, sample_record
+    from loraplace.surrogate.generate import header_client, point_seed, sample_record
     from loraplace.twin.profile import load_profile
 
     p = load_profile(profile)
@@ -168,7 +171,7 @@ def test_shipped_data_is_reproduced_by_the_twin(profile):
         assert len(busy) == 2
         for rec in busy + [r for r in records if r["status"] != "ok"][:1]:
             again = sample_record((rec["index"], p, points[rec["index"]], head["window_s"],
-                                   head["starvation_threshold"], point_seed(head["seed"], rec["index"])))
+                                   head["starvation_threshold"], point_seed(head["seed"], rec["index"]), header_client(head)))
             assert {k: v for k, v in again.items() if k != "wall_s"} == {k: v for k, v in rec.items() if k != "wall_s"}
 
 
@@ -181,3 +184,5 @@ def test_evaluate_json_has_the_documented_keys(shared):
     for key in ("n_runs", "throughput_mape_pct", "starvation_f1", "latency_us_per_row_batch", "latency_ms_single"):
         assert out[key] is not None, key
     assert out["n_runs"] == 131
+    measured = out["measured_runs"]
+    assert measured["unstarved_subset"]["n"] + measured["starved_subset"]["n"] == 131

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrivals import poisson_workload
+from .client import PortLimitedClient
 from .engine import SimOptions, Simulator
 from .entities import Adapter, LengthSpec, ServingConfig
 from .errors import ConfigError
@@ -22,6 +23,15 @@ from .profile import Profile
 from .results import SimResult
 
 # The `--max-loras` values strategies choose from (the checkpoints of arXiv 2602.24044).
+# Starvation is judged over one hour, as in the measured runs and the source papers: a shorter window
+# counts the requests still in flight at its end as a larger share of the ideal and flags stable,
+# slow-queueing servers as starved (the surrogate's 16 flag errors on the measured runs, all conservative).
+WINDOW_S = 3600.0
+# The client every planning simulation uses: one connection per request, Linux's ports (twin/client.py).
+# It changes nothing for a GPU that keeps up (a few thousand ports in use); for an overloaded one it caps
+# the waiting queue near the port range, as in the measured runs, instead of letting it grow for the whole
+# window to a million requests, far past the queues the scheduler's cost was calibrated on (16,000).
+PLANNING_CLIENT = PortLimitedClient()
 MAX_LORAS_GRID = (8, 16, 32, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512, 576)
 
 
@@ -123,16 +133,18 @@ class Oracle(ABC):
         """Release worker processes, if any."""
 
 
-def run_query(profile: Profile, q: GpuQuery, window: float, threshold: float, seed: int) -> SimResult:
-    """Simulate one query with the twin over `window` seconds of seeded Poisson arrivals."""
+def run_query(profile: Profile, q: GpuQuery, window: float, threshold: float, seed: int,
+              client: PortLimitedClient | None = PLANNING_CLIENT) -> SimResult:
+    """Simulate one query with the twin over `window` seconds of seeded Poisson arrivals sent by `client`."""
     adapters = [Adapter(f"a{i}", r, x) for i, (r, x) in enumerate(zip(q.ranks, q.rates))]
     cfg = ServingConfig(max_loras=q.max_loras, max_lora_rank=q.max_lora_rank, max_model_len=profile.max_model_len)
     lengths = LengthSpec(mean_input=q.mean_input, mean_output=q.mean_output)
     workload = poisson_workload(adapters, window, lengths, np.random.default_rng(seed))
-    return Simulator(profile, cfg, adapters, workload, SimOptions(duration=window, starvation_threshold=threshold)).run()
+    return Simulator(profile, cfg, adapters, workload, SimOptions(duration=window, starvation_threshold=threshold,
+                                                                                   client=client)).run()
 
 
-def simulate_query(args: tuple[Profile, GpuQuery, float, float, int]) -> Verdict:
+def simulate_query(args: tuple[Profile, GpuQuery, float, float, int, PortLimitedClient | None]) -> Verdict:
     """One twin run of a query as a verdict (a top-level function so process pools can pickle it)."""
     res = run_query(*args)
     return Verdict(res.status, res.starved, res.throughput_tok_s, res.ideal_tok_s)
@@ -144,16 +156,16 @@ class TwinOracle(Oracle):
     name = "twin"
     cheap = False
 
-    def __init__(self, profile: Profile, starvation_threshold: float = 0.9, window_s: float = 1800.0,
-                 seed: int = 0, workers: int = 1):
+    def __init__(self, profile: Profile, starvation_threshold: float = 0.9, window_s: float = WINDOW_S,
+                 seed: int = 0, workers: int = 1, client: PortLimitedClient | None = PLANNING_CLIENT):
         super().__init__(profile, starvation_threshold)
         if window_s <= 0:
             raise ConfigError(f"oracle window must be positive, got {window_s}")
-        self.window, self.seed, self.workers = window_s, seed, workers
+        self.window, self.seed, self.workers, self.client = window_s, seed, workers, client
         self._pool: ProcessPoolExecutor | None = None
 
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
-        jobs = [(self.profile, q, self.window, self.threshold, self.seed) for q in queries]
+        jobs = [(self.profile, q, self.window, self.threshold, self.seed, self.client) for q in queries]
         if self.workers <= 1 or len(jobs) == 1:
             return [simulate_query(j) for j in jobs]
         if self._pool is None:
