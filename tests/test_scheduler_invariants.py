@@ -149,7 +149,7 @@ def test_block_grants_match_vllms_running_loop(llama, seed, n, budget, spare):
     sched.run_count[:] = np.bincount(table.adapter[:n], minlength=len(sim.adapters))
     sched.num_blocks, sched.free = int(blocks.sum()) + spare, spare
     reference = copy.deepcopy(sched)
-    take, victims, left = sched._schedule_running_sequential(budget)
+    take, victims, left = sched._schedule_running_sequential(sched._tokens_within_budget(budget), budget)
     r_take, r_victims, r_left, r_free, r_blocks = _running_loop_one_by_one(reference, budget)
     assert take.tolist() == r_take and victims == r_victims and left == r_left
     assert sched.free == r_free and sched.rows()[BLOCKS].tolist() == r_blocks and sched.n == len(r_blocks)

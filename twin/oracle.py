@@ -140,8 +140,8 @@ def run_query(profile: Profile, q: GpuQuery, window: float, threshold: float, se
     cfg = ServingConfig(max_loras=q.max_loras, max_lora_rank=q.max_lora_rank, max_model_len=profile.max_model_len)
     lengths = LengthSpec(mean_input=q.mean_input, mean_output=q.mean_output)
     workload = poisson_workload(adapters, window, lengths, np.random.default_rng(seed))
-    return Simulator(profile, cfg, adapters, workload, SimOptions(duration=window, starvation_threshold=threshold,
-                                                                                   client=client)).run()
+    options = SimOptions(duration=window, starvation_threshold=threshold, client=client)
+    return Simulator(profile, cfg, adapters, workload, options).run()
 
 
 def simulate_query(args: tuple[Profile, GpuQuery, float, float, int, PortLimitedClient | None]) -> Verdict:

@@ -127,20 +127,23 @@ class V1Scheduler:
         self._update_head(a)
 
     # -- one step -----------------------------------------------------------------------------
+    def _tokens_within_budget(self, budget: int) -> np.ndarray:
+        """New tokens of the running requests, in order, until the step's token budget runs out (chunked prefill)."""
+        _, prompt, _, comp, gen, _, _ = self.rows()
+        rem = prompt + gen - comp
+        if int(rem.sum()) <= budget:  # every running request gets all its tokens (the usual case)
+            return rem
+        avail = budget - (np.cumsum(rem) - rem)
+        k = int(np.count_nonzero(avail > 0))
+        return np.minimum(rem[:k], avail[:k])
+
     def schedule(self) -> StepPlan:
         bs = self.bs
         budget = self.cfg.max_num_batched_tokens
-        _, prompt, _, comp, gen, blocks, _ = self.rows()
-        target = prompt + gen  # tokens in the KV cache once a request is fully computed
-        rem = target - comp
-        k = self.n
-        if int(rem.sum()) <= budget:  # every running request gets all its tokens (the usual case)
-            take = rem
-        else:
-            avail = budget - (np.cumsum(rem) - rem)
-            k = int(np.count_nonzero(avail > 0))
-            take = np.minimum(rem[:k], avail[:k])
-            target = comp[:k] + take
+        comp, blocks = self.state[COMPUTED, : self.n], self.state[BLOCKS, : self.n]
+        take = self._tokens_within_budget(budget)
+        k = len(take)
+        target = comp[:k] + take  # tokens in the KV cache after this step
         held = blocks[:k]
         grow = (target > bs * held).nonzero()[0]
         need = (target[grow] + bs - 1) // bs - held[grow]
@@ -152,7 +155,7 @@ class V1Scheduler:
             self.free -= total
             budget -= int(take.sum())
         else:
-            take, preempted, budget = self._schedule_running_sequential(budget)
+            take, preempted, budget = self._schedule_running_sequential(take, budget)
             k = len(take)
         admitted, blocked = 0, "preempted" if preempted else "empty"
         if not preempted and self.n_waiting:
@@ -165,18 +168,16 @@ class V1Scheduler:
             blocked = "budget"
         return StepPlan(k, take, preempted, admitted, blocked)
 
-    def _schedule_running_sequential(self, budget: int):
+    def _schedule_running_sequential(self, take: np.ndarray, budget: int):
         """vLLM's running loop when blocks run short: preempt from the tail until the request at hand fits.
 
-        Requests are granted their blocks in order; between two shortfalls the grants are one cumulative
-        sum, so the Python loop runs once per shortfall, not once per running request.
+        `take`: the new tokens within the budget (_tokens_within_budget). Requests are granted their blocks
+        in order; between two shortfalls the grants are one cumulative sum, so the Python loop runs once
+        per shortfall, not once per running request.
         """
         bs, prealloc = self.bs, self.prealloc
-        _, prompt, _, comp, gen, blocks, _ = self.rows()
-        rem = prompt + gen - comp
-        avail = budget - (np.cumsum(rem) - rem)
-        kb = int(np.count_nonzero(avail > 0))  # the token budget reaches this far, preemption aside
-        take = np.minimum(rem[:kb], avail[:kb])
+        comp, blocks = self.state[COMPUTED, : self.n], self.state[BLOCKS, : self.n]
+        kb = len(take)  # the token budget reaches this far, preemption aside
         need = -(-(comp[:kb] + take) // bs) - blocks[:kb]
         full = np.where(need > 0, np.minimum(need + prealloc, self.max_blocks_per_req - blocks[:kb]), 0)
         free, n, i = self.free, self.n, 0
