@@ -1,10 +1,11 @@
 """Placement quality on the shipped instances: exact proofs, the greedy's gap to them, the twin's verdict.
 
 For every shipped instance up to --max-adapters, runs the strategies with the shipped surrogate as the
-oracle, then (unless --no-twin-check) simulates every GPU of every placement with the twin. Reports
-per instance GPUs, lower bound, status and time, and the targets of the solvers issue: exact
-strategies proving optimality within the time limit, the greedy's hit rate and largest excess over the
-proven optimum, and GPUs the twin finds starved. Usage:
+oracle, then (unless --no-twin-check) simulates every GPU of every placement with the twin and re-plans
+those it rejects, as `loraplace solve` does (--repair-rounds). Reports per instance GPUs, lower bound,
+status and time, and the targets of the solvers issue: exact strategies proving optimality within the
+time limit, the greedy's hit rate and largest excess over the proven optimum, GPUs the twin finds
+starved, and (--recheck-seeds) how many final GPUs the twin rejects under other arrival seeds. Usage:
 
     python benchmarks/placement_quality.py --max-adapters 256 --strategies greedy,cpsat --json quality.json
 """
@@ -18,8 +19,8 @@ import time
 from pathlib import Path
 
 from loraplace.solvers.instance_files import read_instance, shipped_instances
-from loraplace.solvers.placement_solve import EXACT, Solver, make_oracle, strategy_list, twin_check
-from loraplace.twin.oracle import WINDOW_S
+from loraplace.solvers.placement_solve import EXACT, Solver, TwinCheck, check_and_repair, make_oracle, strategy_list
+from loraplace.twin.oracle import CHECK_SEEDS, WINDOW_S
 from loraplace.twin.profile import load_profile
 
 
@@ -29,6 +30,10 @@ def main() -> int:
     ap.add_argument("--strategies", default="greedy,cpsat")
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--no-twin-check", action="store_true")
+    ap.add_argument("--repair-rounds", type=int, default=3)
+    ap.add_argument("--check-seeds", type=int, default=CHECK_SEEDS, help="arrival seeds of the twin's check (from 0)")
+    ap.add_argument("--recheck-seeds", default="", help="comma-separated arrival seeds to re-simulate final GPUs with, "
+                                                         "one at a time (choose seeds the check did not use)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     names = strategy_list(args.strategies)
@@ -44,9 +49,16 @@ def main() -> int:
         setup = time.perf_counter() - t
         placements = solver.solve_all(names)
         if not args.no_twin_check:
-            twin_check(placements, inst, profile)
+            check = TwinCheck.simulating(inst, profile, seeds=args.check_seeds)
+            try:
+                placements = check_and_repair(solver, placements, check, args.repair_rounds)
+            finally:
+                check.close()
         row = {"instance": name, "adapters": len(inst.adapters), "setup_s": round(setup, 2),
                "strategies": [p.to_dict(with_plans=False) for p in placements]}
+        for seed in (int(s) for s in args.recheck_seeds.split(",") if s):
+            for p, d in zip(placements, row["strategies"]):
+                d[f"twin_starved_gpus_seed{seed}"] = recheck(p, inst, profile, seed)
         rows.append(row)
         print(name, " ".join(f"{p.strategy}={p.gpus}/{p.lower_bound}/{p.status}/{p.solve_time_s:.1f}s"
                              f"/starved={p.twin_starved_gpus}" for p in placements), flush=True)
@@ -59,6 +71,16 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0
+
+
+def recheck(placement, inst, profile, seed: int) -> int:
+    """GPUs of a placement the twin rejects when its arrivals come from another seed."""
+    check = TwinCheck.simulating(inst, profile, seed=seed, seeds=1)
+    try:
+        verdicts = check.twin.evaluate([p.query(inst.lengths) for p in placement.plans])
+    finally:
+        check.close()
+    return sum(not v.feasible for v in verdicts)
 
 
 def summarise(rows: list[dict], names: list[str], limit: float) -> dict:
@@ -75,6 +97,9 @@ def summarise(rows: list[dict], names: list[str], limit: float) -> dict:
         out["greedy_max_excess"] = max(excess)
     starved = [s["twin_starved_gpus"] for r in rows for s in r["strategies"] if s["twin_starved_gpus"] is not None]
     out["twin_starved_gpus_total"] = sum(starved) if starved else None
+    out["twin_replanned_gpus_total"] = sum(s["twin_replanned_gpus"] for r in rows for s in r["strategies"])
+    for key in sorted({k for r in rows for s in r["strategies"] for k in s if k.startswith("twin_starved_gpus_seed")}):
+        out[f"{key}_total"] = sum(s[key] for r in rows for s in r["strategies"])
     return out
 
 

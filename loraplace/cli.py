@@ -10,7 +10,7 @@ from pathlib import Path
 
 from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, client_with_ports
 from loraplace.twin.errors import ConfigError, LoraplaceError
-from loraplace.twin.oracle import WINDOW_S
+from loraplace.twin.oracle import CHECK_SEEDS, WINDOW_S
 
 
 class StartupError(LoraplaceError):
@@ -142,7 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--client-ports", type=_nonnegative_int, default=LINUX_EPHEMERAL_PORTS,
                     help=f"twin oracle and check: the client's local ports (default {LINUX_EPHEMERAL_PORTS}, Linux's; "
                          "0: every arrival is sent)")
+    so.add_argument("--check-seeds", type=_positive_int, default=CHECK_SEEDS,
+                    help=f"arrival seeds (from --seed) the twin's check simulates each GPU with; a GPU passes only if "
+                         f"it keeps up under every one (default {CHECK_SEEDS})")
     so.add_argument("--no-twin-check", action="store_true", help="skip the twin's check of the placements")
+    so.add_argument("--repair-rounds", type=_nonnegative_int, default=3,
+                    help="times a strategy is run again with the twin's verdict on the GPUs it rejected (default 3; "
+                         "0: check only)")
     so.add_argument("--workers", type=_positive_int, default=2, help="parallel twin simulations (default 2)")
     so.add_argument("--seed", type=int, default=0, help="seed of every simulated arrival stream")
     so.add_argument("--export", type=Path, metavar="DIR", help="write the best placement and its vllm serve commands here")
@@ -356,7 +362,7 @@ def cmd_surrogate_generate(args) -> None:
 
 def cmd_solve(args) -> None:
     from loraplace.solvers.instance_files import export, read_instance
-    from loraplace.solvers.placement_solve import Solver, make_oracle, strategy_list, twin_check
+    from loraplace.solvers.placement_solve import Solver, TwinCheck, check_and_repair, make_oracle, strategy_list
     from loraplace.twin.entities import LengthSpec
     from loraplace.twin.profile import load_profile
 
@@ -369,6 +375,13 @@ def cmd_solve(args) -> None:
     client = client_with_ports(args.client_ports)
     oracle = make_oracle(args.oracle, profile, inst.starvation_threshold, args.oracle_window, args.seed, args.workers,
                          client)
+    warnings = []
+    trained_ports = getattr(oracle, "trained_client_ports", args.client_ports) or 0
+    if trained_ports != args.client_ports:
+        warnings.append(f"the surrogate learnt a client with {trained_ports or 'unlimited'} ports; --client-ports "
+                        f"{args.client_ports} applies to the twin's check only (use --oracle twin to plan with it)")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     try:
         with reports.progress("solving", len(names) + 1, quiet=args.json) as tick:
             solver = Solver(inst, oracle, args.time_limit)
@@ -378,13 +391,18 @@ def cmd_solve(args) -> None:
         oracle.close()
     if not args.no_twin_check:
         gpus = sum(p.gpus for p in placements)
-        with reports.progress("twin check of every GPU", gpus, quiet=args.json or not gpus) as tick:
-            twin_check(placements, inst, profile, args.check_window, args.workers, args.seed, progress=tick, client=client)
+        check = TwinCheck.simulating(inst, profile, args.check_window, args.workers, args.seed, client, args.check_seeds)
+        try:
+            with reports.progress("twin check of every GPU", gpus, quiet=args.json or not gpus) as tick:
+                placements = check_and_repair(solver, placements, check, args.repair_rounds, progress=tick)
+        finally:
+            check.close()
+            oracle.close()
     served = [p for p in placements if p.plans and p.status != "infeasible"]
     best = min(served, key=lambda p: (p.twin_starved_gpus or 0, p.gpus)) if served else None  # ties: first listed
     out = {"instance": inst.name, "profile": profile.name, "adapters": len(inst.adapters), "oracle": oracle.name,
            "lower_bound": max(p.lower_bound for p in placements),
-           "best": best.strategy if best else None,
+           "best": best.strategy if best else None, "warnings": warnings,
            "strategies": [p.to_dict(with_plans=args.json) for p in placements]}
     if args.export and best:
         out["exported"] = [str(f) for f in export(args.export, inst, best, args.model or profile.model, args.adapter_dir)]

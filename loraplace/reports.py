@@ -23,14 +23,19 @@ def _fmt(v, digits: int = 1) -> str:
 
 @contextlib.contextmanager
 def progress(label: str, total: int, quiet: bool = False):
-    """A progress bar on stderr; yields a callable that advances it (by one unless told)."""
+    """A progress bar on stderr; yields a callable that advances it (by one unless told), past `total` if need be."""
     if quiet:
         yield lambda k=1: None
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda k=1: bar.advance(task, k)
+
+        def advance(k: int = 1) -> None:  # work found on the way (a re-check) grows the total
+            done = bar.tasks[0].completed + k
+            bar.update(task, completed=done, total=max(done, bar.tasks[0].total or 0))
+
+        yield advance
 
 
 def simulation(r: dict) -> None:
@@ -150,7 +155,7 @@ def solve(out: dict, inst, best) -> None:
         for s in p.shares:
             ranks[s.adapter.rank] = ranks.get(s.adapter.rank, 0) + 1
         tw = p.twin or {}
-        verdict = "-" if not tw else ("[red]starved[/red]" if tw["starved"] or tw["status"] != "ok" else "[green]ok[/green]")
+        verdict = "-" if not tw else ("[red]starved[/red]" if p.twin_rejected else "[green]ok[/green]")
         g.add_row(str(i), str(len(p.shares)), " ".join(f"{k}x{v}" for k, v in sorted(ranks.items())), str(p.max_loras),
                   str(p.max_lora_rank), _fmt(p.ideal_tok_s), _fmt(p.predicted_tok_s), _fmt(tw.get("throughput_tok_s")), verdict)
     console.print(g)

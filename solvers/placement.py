@@ -75,6 +75,11 @@ class GpuPlan:
         return max(s.adapter.rank for s in self.shares)
 
     @property
+    def twin_rejected(self) -> bool:
+        """The twin's check found this GPU starved or failing to start."""
+        return self.twin is not None and (self.twin["starved"] or self.twin["status"] != "ok")
+
+    @property
     def max_cpu_loras(self) -> int:
         return len(self.shares)
 
@@ -101,6 +106,7 @@ class Placement:
     solve_time_s: float = 0.0
     reason: str = ""  # why infeasible, or what the strategy did unusually (splits, replicas)
     oracle_calls: int = 0
+    twin_replanned_gpus: int = 0  # GPUs the twin rejected in earlier rounds, re-planned since
 
     @property
     def gpus(self) -> int:
@@ -111,13 +117,14 @@ class Placement:
         """GPUs the twin finds starved or failing to start (None before the twin has checked)."""
         if not self.plans or any(p.twin is None for p in self.plans):
             return None
-        return sum(1 for p in self.plans if p.twin["starved"] or p.twin["status"] != "ok")
+        return sum(p.twin_rejected for p in self.plans)
 
     def to_dict(self, with_plans: bool = True) -> dict:
         d = {"name": self.strategy, "gpus": self.gpus, "lower_bound": self.lower_bound,
              "gap": self.gpus - self.lower_bound if self.plans else None, "status": self.status,
              "solve_time_s": round(self.solve_time_s, 3), "twin_starved_gpus": self.twin_starved_gpus,
-             "oracle_calls": self.oracle_calls, "reason": self.reason}
+             "twin_replanned_gpus": self.twin_replanned_gpus, "oracle_calls": self.oracle_calls,
+             "reason": self.reason}
         if with_plans:
             d["placement"] = [p.to_dict() for p in self.plans]
         return d

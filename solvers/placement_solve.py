@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from loraplace.twin.errors import ConfigError, LoraplaceError
 from loraplace.twin.client import PortLimitedClient
-from loraplace.twin.oracle import PLANNING_CLIENT, WINDOW_S, Oracle, TwinOracle
+from loraplace.twin.oracle import CHECK_SEEDS, PLANNING_CLIENT, WINDOW_S, GpuQuery, Oracle, TwinOracle, Verdict
 from loraplace.twin.profile import Profile
 
 from .baselines import dlora, loraserve
@@ -76,27 +76,32 @@ class Solver:
             self._heuristic[name] = heuristics[name]()
         return self._heuristic[name]
 
+    def forget_heuristics(self) -> None:
+        """Drop the cached heuristic placements (the oracle has been overruled since they were made)."""
+        self._heuristic.clear()
+
     def best_start(self) -> list[GpuPlan]:
         """The fewest GPUs among the greedy, first-fit and best-fit placements."""
         return min((self.heuristic(h) for h in ("greedy", "ffd", "bfd")), key=len)
 
-    def _run(self, name: str) -> tuple[list[GpuPlan], int, bool | None, str]:
+    def _run(self, name: str, time_limit: float) -> tuple[list[GpuPlan], int, bool | None, str]:
         """(plans, lower bound, proven optimal or None for heuristics, note)."""
         inst, oracle = self.inst, self.oracle
         if name in HEURISTICS:
             return self.heuristic(name), self.lower, None, ""
         if name in EXACT:
-            res = benders(inst, oracle, self.table, self.best_start(), self.lower, name, self.time_limit)
+            res = benders(inst, oracle, self.table, self.best_start(), self.lower, name, time_limit)
             return res.plans, res.lower_bound, res.optimal, f"{res.iterations} master solves, {len(res.cuts)} cuts"
         plans, note = loraserve(inst, oracle, self.table) if name == "loraserve" else dlora(inst, oracle, self.table, int(self.lower))
         return plans, self.lower, None, note
 
-    def solve(self, name: str) -> Placement:
+    def solve(self, name: str, time_limit: float | None = None) -> Placement:
+        """One strategy's placement; an exact strategy gets `time_limit` seconds (default the solver's)."""
         t0, calls0 = time.perf_counter(), self.oracle.calls
         if not math.isfinite(self.lower):
             return Placement(name, [], 0, "infeasible", 0.0, self.infeasible_reason)
         try:
-            plans, lb, proven, note = self._run(name)
+            plans, lb, proven, note = self._run(name, self.time_limit if time_limit is None else time_limit)
         except LoraplaceError as e:
             return Placement(name, [], int(self.lower), "infeasible", time.perf_counter() - t0, str(e))
         if lb > len(plans):  # its own placement beats its bound: the capacity table's assumptions failed here
@@ -142,7 +147,7 @@ def withdrawn(beaten_by: int) -> str:
 
 
 def _with(note: str, more: str) -> str:
-    return f"{note}; {more}" if note else more
+    return "; ".join(x for x in (note, more) if x)
 
 
 def withdraw_bound(p: Placement, beaten_by: int) -> None:
@@ -162,20 +167,65 @@ def make_oracle(kind: str, profile: Profile, threshold: float, window: float, se
     return SurrogateOracle.shipped(profile, threshold)
 
 
-def twin_check(placements: list[Placement], inst: PlacementInstance, profile: Profile, window: float = WINDOW_S,
-               workers: int = 2, seed: int = 0, progress=None, client: PortLimitedClient | None = PLANNING_CLIENT) -> None:
-    """Simulate every GPU of every placement with the twin (in parallel, each distinct GPU once) and record it."""
-    twin = TwinOracle(profile, inst.starvation_threshold, window_s=window, seed=seed, workers=workers, client=client)
-    plans = [p for pl in placements for p in pl.plans]
-    queries = [p.query(inst.lengths) for p in plans]
-    try:
-        for i in range(0, len(queries), 2 * workers):  # small batches keep the progress bar moving
-            twin.evaluate(queries[i:i + 2 * workers])
+class TwinCheck:
+    """The twin's verdict on every GPU of a placement: simulated in parallel, each distinct GPU once per run.
+    The judge is any oracle (the twin unless a test says otherwise)."""
+
+    def __init__(self, inst: PlacementInstance, judge: Oracle):
+        self.inst, self.twin = inst, judge
+
+    @classmethod
+    def simulating(cls, inst: PlacementInstance, profile: Profile, window: float = WINDOW_S, workers: int = 2,
+                   seed: int = 0, client: PortLimitedClient | None = PLANNING_CLIENT,
+                   seeds: int = CHECK_SEEDS) -> "TwinCheck":
+        """The twin as the judge: each GPU simulated under `seeds` arrival seeds from `seed`, the worst run counts."""
+        return cls(inst, TwinOracle(profile, inst.starvation_threshold, window_s=window, seed=seed, workers=workers,
+                                    client=client, seeds=seeds))
+
+    def __call__(self, placements: list[Placement], progress=None) -> None:
+        """Simulate the GPUs of `placements` and record each verdict on its plan."""
+        plans = [p for pl in placements for p in pl.plans]
+        queries = [p.query(self.inst.lengths) for p in plans]
+        step = 2 * self.twin.workers  # small batches keep the progress bar moving
+        for i in range(0, len(queries), step):
+            self.twin.evaluate(queries[i:i + step])
             if progress:
-                progress(len(queries[i:i + 2 * workers]))
-        verdicts = twin.evaluate(queries)
-    finally:
-        twin.close()
-    for p, v in zip(plans, verdicts):
-        p.twin = {"status": v.status, "starved": v.starved, "throughput_tok_s": round(v.throughput_tok_s, 1),
-                  "ideal_tok_s": round(v.ideal_tok_s, 1)}
+                progress(len(queries[i:i + step]))
+        for p, v in zip(plans, self.twin.evaluate(queries)):
+            p.twin = {"status": v.status, "starved": v.starved, "throughput_tok_s": round(v.throughput_tok_s, 1),
+                      "ideal_tok_s": round(v.ideal_tok_s, 1)}
+
+    def rejected(self, placement: Placement) -> list[tuple[GpuQuery, Verdict]]:
+        """The GPUs of a checked placement that the twin finds starved or failing to start, with its verdicts."""
+        queries = [p.query(self.inst.lengths) for p in placement.plans if p.twin_rejected]
+        return list(zip(queries, self.twin.evaluate(queries)))
+
+    def close(self) -> None:
+        self.twin.close()
+
+
+def check_and_repair(solver: Solver, placements: list[Placement], check: TwinCheck, rounds: int = 3,
+                     progress=None) -> list[Placement]:
+    """Check every placement with the twin; a strategy whose placement has a GPU the twin rejects is run again
+    with the twin's verdict overruling the oracle on exactly that GPU, up to `rounds` times, and re-checked."""
+    check(placements, progress)
+    for _ in range(rounds):
+        redo = {i: check.rejected(p) for i, p in enumerate(placements) if p.twin_starved_gpus}
+        if not redo:
+            break
+        for rejected in redo.values():
+            for q, v in rejected:
+                solver.oracle.overrule(q, v)
+        solver.forget_heuristics()
+        for i, rejected in redo.items():
+            before = placements[i]
+            after = solver.solve(before.strategy, solver.time_limit - before.solve_time_s)  # one time limit in all
+            after.solve_time_s += before.solve_time_s
+            after.oracle_calls += before.oracle_calls
+            after.twin_replanned_gpus = before.twin_replanned_gpus + len(rejected)
+            placements[i] = after
+            check([after], progress)
+    for p in placements:
+        if p.twin_replanned_gpus:
+            p.reason = _with(p.reason, f"re-planned after the twin rejected {p.twin_replanned_gpus} GPU(s)")
+    return reconcile(placements)

@@ -15,7 +15,7 @@ from .model import SurrogateModel, starved_rule
 
 # The capacity table's margin for other mixes of rates, per shipped model: the largest ratio that
 # benchmarks/capacity_margin.py measures (15 mixes per adapter count, seed 0), rounded up; a test re-measures it.
-SHAPE_MARGINS = {"llama-3.1-8b-instruct_h100-64gb": 1.15, "qwen-2.5-7b-instruct_h100-64gb": 1.25}
+SHAPE_MARGINS = {"llama-3.1-8b-instruct_h100-64gb": 1.15, "qwen-2.5-7b-instruct_h100-64gb": 1.15}
 
 
 def shipped_model_dir(profile_name: str):
@@ -38,6 +38,7 @@ class SurrogateOracle(Oracle):
                               "retrain it (loraplace surrogate train) or use --oracle twin")
         self.model = model
         self.trained_threshold = float(meta.get("data", {}).get("starvation_threshold", 0.9))
+        self.trained_client_ports = meta.get("data", {}).get("client_ports")  # None: an open client (or not recorded)
 
     @classmethod
     def shipped(cls, profile: Profile, starvation_threshold: float = 0.9) -> "SurrogateOracle":

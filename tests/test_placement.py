@@ -189,3 +189,62 @@ def test_shipped_surrogate_margin_covers_other_mixes_of_rates(profile):
     oracle = SurrogateOracle.shipped(load_profile(profile))
     worst = max(r["max_ratio"] for r in shape_ratios(oracle, mixes=15, seed=0))
     assert 1.0 <= worst <= oracle.shape_margin
+
+
+class NoisyJudge(CapacityOracle):
+    """The analytic oracle with each GPU's capacity moved by up to 4 %, fixed per GPU: a judge that disagrees with the
+    oracle on some boundary GPUs and not others, as the twin does with the surrogate."""
+
+    def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
+        out = []
+        for q, v in zip(queries, super()._predict(queries)):
+            cap = v.throughput_tok_s * (1 + 0.04 * np.random.default_rng(abs(hash(q)) % 2**32).uniform(-1, 1))
+            thr = min(q.offered_tok_s, cap)
+            out.append(Verdict("ok", thr < self.threshold * q.offered_tok_s, thr, q.offered_tok_s))
+        return out
+
+
+@pytest.mark.parametrize("seed", [0, 3, 6])  # instances the judge rejects GPUs of; 3 and 6 need three rounds
+def test_gpus_the_check_rejects_are_replanned_until_it_accepts_them(llama, seed):
+    """The judge's rejections overrule the oracle on exactly those GPUs, the strategies run again, and after a few
+    rounds every final GPU passes the judge (not guaranteed in general: a re-planned GPU can be rejected again)."""
+    from loraplace.solvers.placement_solve import TwinCheck, check_and_repair
+
+    inst = instance(40, seed)
+    names = ["greedy", "ffd", "bfd", "cpsat"]
+    judge = TwinCheck(inst, NoisyJudge(llama))
+    first = Solver(inst, CapacityOracle(llama), time_limit=10).solve_all(names)
+    judge(first)
+    assert any(p.twin_starved_gpus for p in first), "the judge must reject something for this test to bite"
+    solver = Solver(inst, CapacityOracle(llama), time_limit=10)
+    final = check_and_repair(solver, solver.solve_all(names), judge, rounds=5)
+    for p in final:
+        p.check_covers(inst)
+        assert p.twin_starved_gpus == 0, p.strategy
+        assert all(plan.oracle_ok for plan in p.plans)
+    rejected = [p for p in final if p.twin_replanned_gpus]
+    assert rejected and all("re-planned" in p.reason for p in rejected)
+
+
+def test_without_repair_rounds_the_check_only_reports(llama):
+    from loraplace.solvers.placement_solve import TwinCheck, check_and_repair
+
+    inst = instance(40, 0)
+    solver = Solver(inst, CapacityOracle(llama), time_limit=10)
+    final = check_and_repair(solver, solver.solve_all(["ffd"]), TwinCheck(inst, CapacityOracle(llama, base=5600.0)), 0)
+    assert final[0].twin_starved_gpus > 0 and final[0].twin_replanned_gpus == 0
+
+
+def test_twin_over_several_seeds_answers_with_its_worst_run(llama):
+    """The check's judge: a GPU passes only if it keeps up under every arrival seed."""
+    from loraplace.twin.entities import LengthSpec
+    from loraplace.twin.oracle import TwinOracle
+
+    q = GpuQuery.of([8] * 16, [1.5] * 16, 8, LengthSpec())
+    singles = [TwinOracle(llama, window_s=120, seed=s).one(q) for s in (5, 6, 7)]
+    assert len({v.throughput_tok_s for v in singles}) == 3  # the seeds do differ
+    worst = TwinOracle(llama, window_s=120, seed=5, seeds=3).one(q)
+    assert worst == min(singles, key=lambda v: v.throughput_tok_s / v.ideal_tok_s)
+    assert worst.starved == any(v.starved for v in singles)
+    with pytest.raises(ConfigError, match="at least one arrival seed"):
+        TwinOracle(llama, seeds=0)

@@ -86,3 +86,13 @@ def test_an_adapter_no_gpu_can_serve_is_reported(tmp_path):
     p = run("solve", str(path), "--strategies", "greedy", *TWIN_FAST)
     assert p.returncode == 2
     assert "no GPU" in p.stderr or "starves" in p.stderr, p.stderr
+
+
+def test_a_client_the_surrogate_did_not_learn_is_warned_about(tmp_path):
+    path = write_instance(tmp_path, [{"id": f"a{i}", "rank": 8, "rate": 0.1} for i in range(8)])
+    p = run("solve", str(path), "--strategies", "greedy", "--no-twin-check", "--client-ports", "0", "--json", check=True)
+    out = json.loads(p.stdout)
+    assert len(out["warnings"]) == 1 and "--client-ports 0" in out["warnings"][0]
+    assert "warning:" in p.stderr
+    p = run("solve", str(path), "--strategies", "greedy", "--no-twin-check", "--json", check=True)
+    assert json.loads(p.stdout)["warnings"] == []

@@ -32,6 +32,10 @@ WINDOW_S = 3600.0
 # the waiting queue near the port range, as in the measured runs, instead of letting it grow for the whole
 # window to a million requests, far past the queues the scheduler's cost was calibrated on (16,000).
 PLANNING_CLIENT = PortLimitedClient()
+# Arrival seeds the twin's check of a placement simulates each GPU with: one hour of Poisson arrivals is a noisy
+# verdict for a GPU packed to the starvation boundary (0.855 to 0.926 of ideal across three seeds on one such
+# GPU), so a GPU passes only if it keeps up in each of three simulated hours.
+CHECK_SEEDS = 3
 MAX_LORAS_GRID = (8, 16, 32, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512, 576)
 
 
@@ -86,6 +90,7 @@ class Oracle(ABC):
 
     name = "oracle"
     cheap = True  # answers in microseconds: callers may probe it thousands of times
+    workers = 1  # processes answering a batch
     # How much more load other mixes of rates may carry than the two shapes solvers.capacity probes.
     # Shipped surrogates set their measured value (surrogate.oracle.SHAPE_MARGINS); this default, for
     # the twin as oracle and for models trained by hand, is not measured for them.
@@ -125,6 +130,10 @@ class Oracle(ABC):
     def one(self, q: GpuQuery) -> Verdict:
         return self.evaluate([q])[0]
 
+    def overrule(self, q: GpuQuery, v: Verdict) -> None:
+        """Answer `q` with `v` from now on (a slower, truer judge, such as the twin's check, has ruled on it)."""
+        self._cache[q] = v
+
     @abstractmethod
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
         """Answers for queries whose server starts."""
@@ -150,27 +159,39 @@ def simulate_query(args: tuple[Profile, GpuQuery, float, float, int, PortLimited
     return Verdict(res.status, res.starved, res.throughput_tok_s, res.ideal_tok_s)
 
 
+def _worst_first(v: Verdict) -> tuple:
+    """Sort key putting a failed start first, then a starved run, then the lowest share of the offered load served."""
+    return (v.status == "ok", not v.starved, v.throughput_tok_s / v.ideal_tok_s if v.ideal_tok_s > 0 else 1.0)
+
+
 class TwinOracle(Oracle):
-    """The twin itself as the oracle: exact with respect to the twin, a fraction of a second to seconds per query."""
+    """The twin itself as the oracle: exact with respect to the twin, a fraction of a second to seconds per query.
+    With `seeds` above one, each query is simulated under that many arrival seeds (seed, seed + 1, ...) and the
+    worst run answers: a GPU passes only if it keeps up in every simulated window."""
 
     name = "twin"
     cheap = False
 
     def __init__(self, profile: Profile, starvation_threshold: float = 0.9, window_s: float = WINDOW_S,
-                 seed: int = 0, workers: int = 1, client: PortLimitedClient | None = PLANNING_CLIENT):
+                 seed: int = 0, workers: int = 1, client: PortLimitedClient | None = PLANNING_CLIENT, seeds: int = 1):
         super().__init__(profile, starvation_threshold)
         if window_s <= 0:
             raise ConfigError(f"oracle window must be positive, got {window_s}")
-        self.window, self.seed, self.workers, self.client = window_s, seed, workers, client
+        if seeds < 1:
+            raise ConfigError(f"the twin needs at least one arrival seed per query, got {seeds}")
+        self.window, self.seed, self.workers, self.client, self.seeds = window_s, seed, workers, client, seeds
         self._pool: ProcessPoolExecutor | None = None
 
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
-        jobs = [(self.profile, q, self.window, self.threshold, self.seed, self.client) for q in queries]
+        jobs = [(self.profile, q, self.window, self.threshold, self.seed + k, self.client)
+                for q in queries for k in range(self.seeds)]
         if self.workers <= 1 or len(jobs) == 1:
-            return [simulate_query(j) for j in jobs]
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers)
-        return list(self._pool.map(simulate_query, jobs))
+            runs = [simulate_query(j) for j in jobs]
+        else:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers)
+            runs = list(self._pool.map(simulate_query, jobs))
+        return [min(runs[i:i + self.seeds], key=_worst_first) for i in range(0, len(runs), self.seeds)]
 
     def close(self) -> None:
         if self._pool is not None:
