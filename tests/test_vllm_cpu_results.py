@@ -25,6 +25,8 @@ def test_recorded_profile_is_reproduced_from_its_benchmarks(meta):
     assert made.provenance["inputs_sha256"] == shipped["provenance"]["inputs_sha256"]
     assert made.engine.preallocate_blocks == 0  # vLLM 0.32: no preallocated KV blocks
     assert made.step.lora_ms_per_prefill_token is not None  # the harness measures prompts with LoRA
+    scores = made.provenance["fit"]["lora_overhead"]["sq_rank_power_cv_mape_pct"]  # both rank powers scored
+    assert set(scores) == {"1", "2"} and scores[f"{made.step.lora_sq_rank_power:g}"] == min(scores.values())
 
 
 def test_recorded_validation_is_reproduced():

@@ -183,24 +183,35 @@ def fit_lora(overhead: list[dict], sched: list[dict], step: dict, load_ms: float
     rows += loaded
     B, P, Q, ctx, L, S, y, R = map(np.array, zip(*rows))
     base = base_decode_ms(step, B, ctx) + step["prefill_ms_per_token"] * P
-    coef = {}
-    if not np.isnan(R).any() and len(set(R)) > 1:  # max_lora_rank varied: per-token costs scale with it
+    coef, res = {}, {}
+    rank_varied = not np.isnan(R).any() and len(set(R)) > 1
+    scale = R / R.max() if rank_varied else np.ones_like(y)  # per-token costs scale with max_lora_rank where it varied
+    if rank_varied:
         coef["lora_ref_rank"] = float(R.max())
-        B, P, Q = B * R / R.max(), P * R / R.max(), Q * R / R.max()
+    B, P = B * scale, P * scale
     names = ["lora_ms", "lora_ms_per_token", "lora_ms_per_adapter", "lora_ms_per_slot"]
     X = np.c_[np.ones_like(B), B + P, L, S]
     if measured_prefill:  # prompt tokens measured apart: they get their own cost
         names.append("lora_ms_per_prefill_token")
         X = np.c_[np.ones_like(B), B, L, S, P]
-        if not np.isnan(Q).any():  # and the square of a step's prompt tokens, where recorded
-            names.append("lora_ms_per_prefill_token_sq")
-            X = np.c_[X, Q]
-    weighting, cv = choose_weighting(X, y, base)
+    if measured_prefill and not np.isnan(Q).any():  # and the square of a step's prompt tokens, where recorded
+        names.append("lora_ms_per_prefill_token_sq")
+        # Its cost may scale with rank or with rank squared (padded LoRA buffers outgrowing caches): the data picks.
+        powers = (1.0, 2.0) if rank_varied else (1.0,)
+        tried = {p: choose_weighting(np.c_[X, Q * scale**p], y, base) for p in powers}
+        power = min(powers, key=lambda p: min(tried[p][1].values()))
+        X = np.c_[X, Q * scale**power]
+        weighting, cv = tried[power]
+        if rank_varied:
+            coef["lora_sq_rank_power"] = power
+            res["sq_rank_power_cv_mape_pct"] = {f"{p:g}": min(tried[p][1].values()) for p in powers}
+    else:
+        weighting, cv = choose_weighting(X, y, base)
     w = 1 / y if weighting == "relative" else np.ones_like(y)
-    fitted, res = nnls(X * w[:, None], (y - base) * w, "LoRA overhead")
+    fitted, _ = nnls(X * w[:, None], (y - base) * w, "LoRA overhead")
     ape = np.abs(base + X @ fitted - y) / y * 100
     res = {"rows": int(len(y)), "loaded_scheduler_rows": len(loaded), "weighting": weighting, "cv_mape_pct": cv,
-           "itl_mape_pct": round(float(ape.mean()), 3), "itl_max_ape_pct": round(float(ape.max()), 3)}
+           "itl_mape_pct": round(float(ape.mean()), 3), "itl_max_ape_pct": round(float(ape.max()), 3)} | res
     return coef | {n: float(c) for n, c in zip(names, fitted)}, res
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import ConfigError, InputFileError, UnknownProfileError
 
 
-OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ms_per_prefill_token_sq", "lora_ref_rank")
+OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ms_per_prefill_token_sq", "lora_ref_rank", "lora_sq_rank_power")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class StepTimeModel:
     benchmarks show prompt tokens costing more per token in bigger steps. lora_ref_rank is absent where the
     benchmarks used one max_lora_rank; where they varied it, the
     per-token LoRA costs are those at lora_ref_rank and scale in proportion to the server's max_lora_rank
-    (LoRA buffers are padded to it).
+    (LoRA buffers are padded to it), the squared prompt term with its power lora_sq_rank_power (absent: 1),
+    which the calibration picks by cross-validation.
     scheduler: sched_ms_per_waiting * waiting requests (CPU time of the admission loop, which walks the queue).
     """
 
@@ -44,12 +45,14 @@ class StepTimeModel:
     lora_ms_per_prefill_token: float | None = None
     lora_ms_per_prefill_token_sq: float | None = None
     lora_ref_rank: float | None = None
+    lora_sq_rank_power: float | None = None
 
     def lora_token_ms(self, max_lora_rank: int) -> tuple[float, float, float]:
         """LoRA ms per decode token, per prompt token and per squared prompt tokens of a step, at this max_lora_rank."""
         prefill = self.lora_ms_per_token if self.lora_ms_per_prefill_token is None else self.lora_ms_per_prefill_token
         scale = 1.0 if self.lora_ref_rank is None else max_lora_rank / self.lora_ref_rank
-        return self.lora_ms_per_token * scale, prefill * scale, (self.lora_ms_per_prefill_token_sq or 0.0) * scale
+        sq_scale = scale ** (self.lora_sq_rank_power or 1.0)
+        return self.lora_ms_per_token * scale, prefill * scale, (self.lora_ms_per_prefill_token_sq or 0.0) * sq_scale
 
 
 @dataclass(frozen=True)
