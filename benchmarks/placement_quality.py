@@ -77,7 +77,7 @@ def recheck(placement, inst, profile, seed: int) -> int:
     """GPUs of a placement the twin rejects when its arrivals come from another seed."""
     check = TwinCheck.simulating(inst, profile, seed=seed, seeds=1)
     try:
-        verdicts = check.twin.evaluate([p.query(inst.lengths) for p in placement.plans])
+        verdicts = check.judge.evaluate([p.query(inst.lengths) for p in placement.plans])
     finally:
         check.close()
     return sum(not v.feasible for v in verdicts)

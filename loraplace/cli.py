@@ -387,17 +387,17 @@ def cmd_solve(args) -> None:
             solver = Solver(inst, oracle, args.time_limit)
             tick()
             placements = solver.solve_all(names, progress=tick)
+        if not args.no_twin_check:  # the repair solves again, with the same oracle
+            gpus = sum(p.gpus for p in placements)
+            check = TwinCheck.simulating(inst, profile, args.check_window, args.workers, args.seed, client,
+                                         args.check_seeds)
+            try:
+                with reports.progress("twin check of every GPU", gpus, quiet=args.json or not gpus) as tick:
+                    placements = check_and_repair(solver, placements, check, args.repair_rounds, progress=tick)
+            finally:
+                check.close()
     finally:
         oracle.close()
-    if not args.no_twin_check:
-        gpus = sum(p.gpus for p in placements)
-        check = TwinCheck.simulating(inst, profile, args.check_window, args.workers, args.seed, client, args.check_seeds)
-        try:
-            with reports.progress("twin check of every GPU", gpus, quiet=args.json or not gpus) as tick:
-                placements = check_and_repair(solver, placements, check, args.repair_rounds, progress=tick)
-        finally:
-            check.close()
-            oracle.close()
     served = [p for p in placements if p.plans and p.status != "infeasible"]
     best = min(served, key=lambda p: (p.twin_starved_gpus or 0, p.gpus)) if served else None  # ties: first listed
     out = {"instance": inst.name, "profile": profile.name, "adapters": len(inst.adapters), "oracle": oracle.name,

@@ -172,7 +172,7 @@ class TwinCheck:
     The judge is any oracle (the twin unless a test says otherwise)."""
 
     def __init__(self, inst: PlacementInstance, judge: Oracle):
-        self.inst, self.twin = inst, judge
+        self.inst, self.judge = inst, judge
 
     @classmethod
     def simulating(cls, inst: PlacementInstance, profile: Profile, window: float = WINDOW_S, workers: int = 2,
@@ -186,22 +186,22 @@ class TwinCheck:
         """Simulate the GPUs of `placements` and record each verdict on its plan."""
         plans = [p for pl in placements for p in pl.plans]
         queries = [p.query(self.inst.lengths) for p in plans]
-        step = 2 * self.twin.workers  # small batches keep the progress bar moving
+        step = 2 * self.judge.workers  # small batches keep the progress bar moving
         for i in range(0, len(queries), step):
-            self.twin.evaluate(queries[i:i + step])
+            self.judge.evaluate(queries[i:i + step])
             if progress:
                 progress(len(queries[i:i + step]))
-        for p, v in zip(plans, self.twin.evaluate(queries)):
+        for p, v in zip(plans, self.judge.evaluate(queries)):
             p.twin = {"status": v.status, "starved": v.starved, "throughput_tok_s": round(v.throughput_tok_s, 1),
                       "ideal_tok_s": round(v.ideal_tok_s, 1)}
 
     def rejected(self, placement: Placement) -> list[tuple[GpuQuery, Verdict]]:
         """The GPUs of a checked placement that the twin finds starved or failing to start, with its verdicts."""
         queries = [p.query(self.inst.lengths) for p in placement.plans if p.twin_rejected]
-        return list(zip(queries, self.twin.evaluate(queries)))
+        return list(zip(queries, self.judge.evaluate(queries)))
 
     def close(self) -> None:
-        self.twin.close()
+        self.judge.close()
 
 
 def check_and_repair(solver: Solver, placements: list[Placement], check: TwinCheck, rounds: int = 3,
