@@ -228,4 +228,6 @@ def check_and_repair(solver: Solver, placements: list[Placement], check: TwinChe
     for p in placements:
         if p.twin_replanned_gpus:
             p.reason = _with(p.reason, f"re-planned after the twin rejected {p.twin_replanned_gpus} GPU(s)")
+        if p.twin_starved_gpus and rounds:
+            p.reason = _with(p.reason, f"the twin still rejects {p.twin_starved_gpus} GPU(s) after {rounds} repair round(s)")
     return reconcile(placements)

@@ -235,6 +235,17 @@ def test_without_repair_rounds_the_check_only_reports(llama):
     assert final[0].twin_starved_gpus > 0 and final[0].twin_replanned_gpus == 0
 
 
+def test_gpus_still_rejected_after_the_last_round_are_named_in_the_note(llama):
+    """A judge far stricter than the oracle: one round re-plans, some GPUs stay rejected, and the note says so."""
+    from loraplace.solvers.placement_solve import TwinCheck, check_and_repair
+
+    inst = instance(40, 0)
+    solver = Solver(inst, CapacityOracle(llama), time_limit=10)
+    final = check_and_repair(solver, solver.solve_all(["ffd"]), TwinCheck(inst, CapacityOracle(llama, base=5600.0)), 1)
+    assert final[0].twin_starved_gpus > 0 and final[0].twin_replanned_gpus > 0
+    assert f"still rejects {final[0].twin_starved_gpus} GPU(s) after 1 repair round(s)" in final[0].reason
+
+
 def test_twin_over_several_seeds_answers_with_its_worst_run(llama):
     """The check's judge: a GPU passes only if it keeps up under every arrival seed."""
     from loraplace.twin.entities import LengthSpec
