@@ -59,7 +59,10 @@ class CapacityTable:
                 continue
             if self.max_adapters[r] == 0 or self.load_bound(r) <= 0:
                 return math.inf
-            best = max(best, math.ceil(sel.sum() / self.max_adapters[r]), math.ceil(loads[sel].sum() / self.load_bound(r)))
+            # Loads rounded down and bounds up, as in the master problem: a bound equal to the load (the heaviest
+            # adapters' sum, added in another order) must not round up to one GPU more.
+            best = max(best, math.ceil(sel.sum() / self.max_adapters[r]),
+                       math.ceil(int(np.floor(loads[sel]).sum()) / math.ceil(self.load_bound(r))))
         cap = max(self.load_bound(r) for r in self.classes)
         if loads.max() > cap:
             return math.inf

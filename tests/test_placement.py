@@ -259,3 +259,15 @@ def test_twin_over_several_seeds_answers_with_its_worst_run(llama):
     assert worst.starved == any(v.starved for v in singles)
     with pytest.raises(ConfigError, match="at least one arrival seed"):
         TwinOracle(llama, seeds=0)
+
+
+def test_a_load_bound_equal_to_the_load_does_not_round_up_to_another_gpu():
+    """The table caps a bracket at the heaviest adapters' summed load; summed in another order it can come out a
+    hair below the instance's load, which must not make the bound claim a second GPU."""
+    from loraplace.solvers.capacity import CapacityTable
+
+    rates = [1.6, 0.8, 0.4] * 10
+    inst = PlacementInstance("t", "llama-3.1-8b-instruct_h100-64gb", tuple(Adapter(f"a{i}", 8, r) for i, r in enumerate(rates)))
+    cap = float(np.cumsum(sorted(rates, reverse=True))[-1] * inst.tokens_per_request)
+    assert cap < sum(inst.load(a) for a in inst.adapters)  # the float discrepancy this guards against
+    assert CapacityTable((8,), {8: 30}, {8: (1,)}, {8: (cap,)}).lower_bound(inst) == 1
