@@ -57,8 +57,8 @@ def main() -> int:
         row = {"instance": name, "adapters": len(inst.adapters), "setup_s": round(setup, 2),
                "strategies": [p.to_dict(with_plans=False) for p in placements]}
         for seed in (int(s) for s in args.recheck_seeds.split(",") if s):
-            for p, d in zip(placements, row["strategies"]):
-                d[f"twin_starved_gpus_seed{seed}"] = recheck(p, inst, profile, seed)
+            for d, rejected in zip(row["strategies"], recheck(placements, inst, profile, seed)):
+                d[f"twin_starved_gpus_seed{seed}"] = rejected
         rows.append(row)
         print(name, " ".join(f"{p.strategy}={p.gpus}/{p.lower_bound}/{p.status}/{p.solve_time_s:.1f}s"
                              f"/starved={p.twin_starved_gpus}" for p in placements), flush=True)
@@ -73,14 +73,18 @@ def main() -> int:
     return 0
 
 
-def recheck(placement, inst, profile, seed: int) -> int:
-    """GPUs of a placement the twin rejects when its arrivals come from another seed."""
-    check = TwinCheck.simulating(inst, profile, seed=seed, seeds=1)
+def recheck(placements, inst, profile, seed: int) -> list[int]:
+    """Per placement, the GPUs the twin rejects when arrivals come from another seed (shared GPUs simulated once)."""
+    judge = TwinCheck.simulating(inst, profile, seed=seed, seeds=1).judge
     try:
-        verdicts = check.judge.evaluate([p.query(inst.lengths) for p in placement.plans])
+        verdicts = judge.evaluate([p.query(inst.lengths) for pl in placements for p in pl.plans])
     finally:
-        check.close()
-    return sum(not v.feasible for v in verdicts)
+        judge.close()
+    counts, at = [], 0
+    for pl in placements:
+        counts.append(sum(not v.feasible for v in verdicts[at:at + pl.gpus]))
+        at += pl.gpus
+    return counts
 
 
 def summarise(rows: list[dict], names: list[str], limit: float) -> dict:

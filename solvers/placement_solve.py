@@ -224,7 +224,7 @@ def check_and_repair(solver: Solver, placements: list[Placement], check: TwinChe
             after.oracle_calls += before.oracle_calls
             after.twin_replanned_gpus = before.twin_replanned_gpus + len(rejected)
             placements[i] = after
-            check([after], progress)
+        check([placements[i] for i in redo], progress)  # one batch: GPUs shared by strategies simulated once
     for p in placements:
         if p.twin_replanned_gpus:
             p.reason = _with(p.reason, f"re-planned after the twin rejected {p.twin_replanned_gpus} GPU(s)")
