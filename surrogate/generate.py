@@ -86,14 +86,16 @@ def read_data(path: Path) -> tuple[dict, list[dict]]:
 
 
 def _resume(out: Path, head: dict) -> set[int]:
-    """Indices already simulated in `out`, after checking it was made with the same settings."""
+    """Indices already simulated in `out`, after checking it was made with the same settings and twin version
+    (records of two versions of the twin must not mix in one file)."""
     if not out.exists() or out.stat().st_size == 0:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(head) + "\n")
         return set()
     old, records = read_data(out)
-    if {k: v for k, v in old.items() if k != "twin_version"} != {k: v for k, v in head.items() if k != "twin_version"}:
-        raise ConfigError(f"{out} was generated with other settings ({old}); choose another --out to start afresh")
+    if old != head:
+        raise ConfigError(f"{out} was generated with other settings or twin version ({old}); choose another --out "
+                          "to start afresh")
     return {r["index"] for r in records}
 
 

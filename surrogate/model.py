@@ -14,11 +14,13 @@ import numpy as np
 from loraplace.twin.errors import ConfigError, InputFileError
 
 from .features import FEATURES
+from .trees import ObliviousTrees
 
 # throughput / offered; log of the throughput of saturated GPUs (fitted on them alone); starvation; log latencies
 TARGETS = ("ratio", "log_saturated_tok_s", "starved", "log_itl_ms", "log_ttft_ms")
 SATURATED = 0.95  # below this share of its offered load a GPU is saturated: its throughput is its capacity
 DEFAULT_PARAMS = {"iterations": 3000, "learning_rate": 0.05, "depth": 6, "early_stopping_rounds": 200}
+NUMPY_ROWS = 4  # calls of up to this many rows are answered by numpy's copy of the trees (surrogate/trees.py)
 
 
 def starved_rule(pred: dict[str, np.ndarray], threshold: float, classifier: bool = True) -> np.ndarray:
@@ -41,6 +43,7 @@ class SurrogateModel:
         if not 1 <= self.params["depth"] <= 16:
             raise ConfigError(f"CatBoost tree depth must be 1 to 16, got {self.params['depth']}")
         self.models: dict = {}
+        self.trees: dict[str, ObliviousTrees] = {}
         self.metadata: dict = {}
 
     def _estimator(self, target: str):
@@ -57,6 +60,7 @@ class SurrogateModel:
             model = self._estimator(target)
             model.fit(X[tr], y[target][tr], eval_set=(X_val[va], y_val[target][va]), use_best_model=True)
             self.models[target] = model
+        self.trees = {}
         return self
 
     def predict(self, X: np.ndarray, which: tuple[str, ...] = ("ratio", "starved", "itl", "ttft")) -> dict[str, np.ndarray]:
@@ -65,17 +69,25 @@ class SurrogateModel:
         out = {}
         if "ratio" in which:
             offered = X[:, FEATURES.index("offered_tok_s")]
-            share = self.models["ratio"].predict(X)
-            saturated = np.exp(self.models["log_saturated_tok_s"].predict(X))
+            share = self._raw("ratio", X)
+            saturated = np.exp(self._raw("log_saturated_tok_s", X))
             out["throughput_tok_s"] = np.where(share >= SATURATED, share, np.minimum(saturated / np.where(offered > 0, offered, 1.0), share)) * offered
             out["ratio"] = out["throughput_tok_s"] / np.where(offered > 0, offered, 1.0)
         if "starved" in which:
-            out["starved_probability"] = self.models["starved"].predict_proba(X)[:, 1]
+            out["starved_probability"] = 1.0 / (1.0 + np.exp(-self._raw("starved", X)))
         if "itl" in which:
-            out["itl_ms"] = np.exp(self.models["log_itl_ms"].predict(X))
+            out["itl_ms"] = np.exp(self._raw("log_itl_ms", X))
         if "ttft" in which:
-            out["ttft_ms"] = np.exp(self.models["log_ttft_ms"].predict(X))
+            out["ttft_ms"] = np.exp(self._raw("log_ttft_ms", X))
         return out
+
+    def _raw(self, target: str, X: np.ndarray) -> np.ndarray:
+        """A model's raw value per row (log-odds for the classifier): numpy trees for a few rows, CatBoost beyond."""
+        if len(X) > NUMPY_ROWS:
+            return self.models[target].predict(X, prediction_type="RawFormulaVal")
+        if target not in self.trees:  # built on first use: a CatBoost JSON export takes a fraction of a second
+            self.trees[target] = ObliviousTrees.from_catboost(self.models[target])
+        return self.trees[target].raw(X)
 
     def save(self, folder: Path, metadata: dict) -> None:
         folder = Path(folder)

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loraplace.twin.engine as engine
+from loraplace.twin.client import PortLimitedClient
 from loraplace.twin.scheduler import ADAPTER, BLOCKS, V1Scheduler
 
 
@@ -93,16 +94,23 @@ def test_adapter_limit_skips_but_serves(checked, llama):
     assert res.completed > 0
 
 
-@pytest.mark.parametrize("kv", [None, 9000])
-def test_skipping_decode_runs_is_exact(llama, kv):
-    """Fast-forwarding identical decode steps gives the same answer as stepping one at a time."""
-    fast = small_sim(llama, kv_tokens=kv, duration=90.0).run()
-    slow = small_sim(llama, kv_tokens=kv, duration=90.0, exact=True).run()
-    assert fast.steps == slow.steps
-    assert fast.completed == slow.completed and fast.preemptions == slow.preemptions
+@pytest.mark.parametrize("case", [
+    {},  # busy: admissions at most steps
+    {"kv_tokens": 9000},  # preemption
+    {"n_adapters": 64, "max_loras": 2, "rates": (0.2,)},  # a full batch skips most waiting requests
+    {"n_adapters": 100, "max_loras": 4, "rates": (0.05,)},  # light load: runs end at arrivals and completions
+    {"n_adapters": 30, "max_loras": 8, "rates": (1.0,), "client": PortLimitedClient(ports=60, time_wait_s=5.0)},
+    {"n_adapters": 16, "max_loras": 16, "rates": (0.5,), "max_num_seqs": 8},
+])
+def test_skipping_decode_runs_is_exact(llama, case):
+    """Taking runs of decode steps in one go gives the same answer as stepping one at a time."""
+    fast = small_sim(llama, duration=90.0, **case).run()
+    slow = small_sim(llama, duration=90.0, exact=True, **case).run()
+    assert (fast.steps, fast.completed, fast.preemptions, fast.adapter_loads, fast.dropped) == \
+        (slow.steps, slow.completed, slow.preemptions, slow.adapter_loads, slow.dropped)
     assert fast.throughput_tok_s == pytest.approx(slow.throughput_tok_s, rel=1e-9)
-    assert fast.mean_ttft_ms == pytest.approx(slow.mean_ttft_ms, rel=1e-6)
-    assert fast.mean_itl_ms == pytest.approx(slow.mean_itl_ms, rel=1e-6)
+    for metric in ("mean_ttft_ms", "p99_ttft_ms", "mean_itl_ms", "p99_itl_ms"):
+        assert getattr(fast, metric) == pytest.approx(getattr(slow, metric), rel=1e-6), metric
 
 
 def _running_loop_one_by_one(sched: V1Scheduler, budget: int):

@@ -108,6 +108,24 @@ def test_saved_model_reloads_with_the_same_predictions(tiny_model):
         assert np.array_equal(v, again[k])
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_numpy_trees_answer_small_calls_as_catboost_does(profile):
+    """Calls of a few rows go to numpy's copy of the trees; every output matches CatBoost's on the same rows."""
+    from loraplace.surrogate.model import NUMPY_ROWS
+    from loraplace.twin.profile import load_profile
+
+    prof = load_profile(profile)
+    model = SurrogateModel.load(shipped_model_dir(profile))
+    X = feature_matrix(design(prof, 3 * NUMPY_ROWS + 10, seed=4), prof)
+    batch = model.predict(X)  # CatBoost
+    assert not model.trees
+    for i in range(0, len(X), NUMPY_ROWS):
+        small = model.predict(X[i : i + NUMPY_ROWS])
+        for k, v in small.items():
+            np.testing.assert_allclose(v, batch[k][i : i + NUMPY_ROWS], rtol=1e-12, atol=1e-15, err_msg=k)
+    assert set(model.trees) == {"ratio", "log_saturated_tok_s", "starved", "log_itl_ms", "log_ttft_ms"}
+
+
 def test_oracle_uses_the_classifier_at_its_threshold_and_the_ratio_elsewhere(tiny_model):
     llama, _, folder = tiny_model
     model = SurrogateModel.load(folder)
@@ -157,8 +175,12 @@ def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_shipped_data_is_reproduced_by_the_twin(profile):
-    """Re-simulate a few design points of each shipped data file: the twin must give the recorded records."""
-    from loraplace.surrogate.generate import header_client, point_seed, sample_record
+    """Re-simulate a few design points of each shipped data file: the twin must give the recorded records.
+
+    A record whose client ran out of ports is exact only from a file this twin version made: twin 0.1.0 let the
+    arrivals of a skipped run of decode steps reach the client at the run's end, so their drops differ a little
+    from stepping one at a time (as 0.2.0 does); such records must agree within 1.5 % with the same flag."""
+    from loraplace.surrogate.generate import header_client, point_seed, sample_record, twin_version
     from loraplace.twin.profile import load_profile
 
     p = load_profile(profile)
@@ -166,13 +188,25 @@ def test_shipped_data_is_reproduced_by_the_twin(profile):
     for f in meta["data"]["files"]:
         head, records = read_data(ROOT / "surrogate" / "data" / f["file"])
         points = design(p, head["samples"], head["seed"])
+
+        def again(rec: dict) -> dict:
+            out = sample_record((rec["index"], p, points[rec["index"]], head["window_s"], head["starvation_threshold"],
+                                 point_seed(head["seed"], rec["index"]), header_client(head)))
+            return {k: v for k, v in out.items() if k != "wall_s"}
+
         served = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["wall_s"])
-        busy = [r for r in served if r["starved"]][:1] + [r for r in served if not r["starved"]][:1]
+        kept = [r for r in served if not r["dropped"]]
+        busy = [r for r in kept if r["starved"]][:1] + [r for r in kept if not r["starved"]][:1]
         assert len(busy) == 2
         for rec in busy + [r for r in records if r["status"] != "ok"][:1]:
-            again = sample_record((rec["index"], p, points[rec["index"]], head["window_s"],
-                                   head["starvation_threshold"], point_seed(head["seed"], rec["index"]), header_client(head)))
-            assert {k: v for k, v in again.items() if k != "wall_s"} == {k: v for k, v in rec.items() if k != "wall_s"}
+            assert again(rec) == {k: v for k, v in rec.items() if k != "wall_s"}
+        rec = next(r for r in served if r["dropped"])
+        sim = again(rec)
+        if head["twin_version"] == twin_version():
+            assert sim == {k: v for k, v in rec.items() if k != "wall_s"}
+        else:
+            assert sim["starved"] == rec["starved"]
+            assert sim["throughput_tok_s"] == pytest.approx(rec["throughput_tok_s"], rel=0.015)
 
 
 def test_evaluate_json_has_the_documented_keys(shared):

@@ -49,14 +49,28 @@ class PortPool:
         self.closed_at: list[float] = [float("-inf")]  # completion times, and how many had completed by each
         self.closed_by: list[int] = [0]
 
-    def close(self, t: float, n: int) -> None:
-        """`n` requests completed at time `t` (times never decrease)."""
-        self.closed_at.append(t)
-        self.closed_by.append(self.closed_by[-1] + n)
+    def close(self, times: np.ndarray) -> None:
+        """Requests completed at `times` (sorted, never before an earlier call's)."""
+        for t in times.tolist():
+            if t == self.closed_at[-1]:
+                self.closed_by[-1] += 1
+            else:
+                self.closed_at.append(t)
+                self.closed_by.append(self.closed_by[-1] + 1)
+
+    def free(self, sched, now: float) -> int:
+        """Ports free at `now` for the arrivals not yet delivered (negative: more are held than exist)."""
+        released = self.closed_by[bisect.bisect_right(self.closed_at, now - self.client.time_wait_s) - 1]
+        return self.client.ports - (sched.arrived - sched.n_dropped - released)
+
+    def next_release(self, now: float) -> float:
+        """When a port next comes free after `now`: the end of the earliest TIME_WAIT still running, or TIME_WAIT
+        after `now` (a request that completes later releases its port later)."""
+        j = bisect.bisect_right(self.closed_at, now - self.client.time_wait_s)
+        return (self.closed_at[j] if j < len(self.closed_at) else now) + self.client.time_wait_s
 
     def deliver(self, sched, upto: int, now: float) -> None:
         """Arrivals up to id `upto` reach the scheduler as far as ports allow, in arrival order; the rest are dropped."""
-        released = self.closed_by[bisect.bisect_right(self.closed_at, now - self.client.time_wait_s) - 1]
-        free = self.client.ports - (sched.arrived - sched.n_dropped - released)
+        free = self.free(sched, now)
         if upto - sched.arrived > free:
             sched.drop(np.arange(sched.arrived + max(free, 0), upto))

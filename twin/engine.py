@@ -1,9 +1,14 @@
-"""The engine: advance one vLLM instance step by step, skipping runs of identical decode steps exactly.
+"""The engine: advance one vLLM instance step by step, taking runs of pure decode steps in one go, exactly.
 
-A run of steps can be skipped in one go when every running request decodes, nothing is admitted,
-preempted or loaded, and the next step to differ is known in advance: the first completion, the
-first block allocation that free blocks could not satisfy in full, or (when a new arrival could be
-admitted) the next arrival. Context growth makes step times an arithmetic series, summed exactly.
+After each scheduled step, the steps that follow can be computed without the scheduler while every
+running request decodes and nothing can be admitted, preempted or loaded. Such a run ends at the
+first of: a completion after which a waiting or arriving request could be admitted (any completion
+while the cache or `max_num_seqs` holds the queue back; the last request of an adapter while the batch
+is full or requests wait), the first block allocation that free blocks could not grant in full, the
+next arrival that could be admitted (any arrival while the batch has room for its adapter, else one of
+the batch's adapters), the first arrival a port-limited client might drop, and the window's end.
+Inside it, completions only shrink the batch: each step's duration follows from the sequences,
+context and adapters still running, plus the scheduler's cost of the requests waiting.
 """
 
 from __future__ import annotations
@@ -34,18 +39,19 @@ class SimOptions:
     client: PortLimitedClient | None = None  # a client that runs out of ports (twin/client.py); None: every arrival is sent
 
 
-def decode_run_blocks(sched: V1Scheduler, m: int) -> np.ndarray:
-    """Blocks each (decoding) running request takes over the next `m` extra steps, every allocation granted in full.
+def decode_run_blocks(sched: V1Scheduler, steps: np.ndarray) -> np.ndarray:
+    """Blocks each (decoding) running request takes over its next `steps` steps (one count per request), every
+    allocation granted in full.
 
     A request first needs a block when its context passes its last block; each allocation then adds
     1 + preallocate blocks, which last (1 + preallocate) x block_size more steps.
     """
     _, _, _, computed, _, blocks, _ = sched.rows()
     per_allocation = 1 + sched.prealloc
-    first = sched.bs * blocks - computed  # extra step that first needs a block
-    due = first <= m
+    first = sched.bs * blocks - computed + 1  # the step that first needs a block
+    due = first <= steps
     out = np.zeros(sched.n, np.int64)
-    out[due] = ((m - first[due]) // (sched.bs * per_allocation) + 1) * per_allocation
+    out[due] = ((steps[due] - first[due]) // (sched.bs * per_allocation) + 1) * per_allocation
     return out
 
 
@@ -75,7 +81,7 @@ class Simulator:
         slots = LoraSlots(len(self.adapters), cfg.max_loras)
         arrival, n = table.arrival, len(table.arrival)
         stats = {"steps": 0, "loads": 0, "preemptions": 0, "itl_d": [], "itl_w": [], "queue": []}
-        itl_d, itl_w = stats["itl_d"], stats["itl_w"]  # mean step time of each decode run, and its decode tokens
+        itl_d, itl_w = stats["itl_d"], stats["itl_w"]  # duration of each step that decodes, and its decode tokens
         now, next_arr, next_sample = 0.0, 0, 0.0
         ports = PortPool(opt.client) if opt.client else None
         while now < opt.duration:
@@ -108,41 +114,113 @@ class Simulator:
             stats["loads"] += loads
             shape = StepShape(n_decode, int(take.sum()) - n_decode, int(comp[decode].sum()), distinct,
                               sched.n_waiting, loads)
-            dt, growth = predictor.decode_run(shape)
-            steps, elapsed = 1, dt
-            if (not opt.exact_steps and n_decode == k and all_scheduled and not plan.preempted and not plan.admitted
-                    and not loads and plan.blocked in ("kv", "max_seqs", "empty")):
-                arrival_ends_run = plan.blocked == "empty" and next_arr < n  # a new arrival could be admitted
-                bound = float(arrival[next_arr]) if arrival_ends_run else np.inf
-                extra = self._extra_decode_steps(sched)
-                if extra:
-                    durations = self._decode_run(dt, growth, extra, now, min(bound, opt.duration), arrival, next_arr,
-                                                 predictor.waiting_s, arrival_ends_run)
-                    steps, elapsed = len(durations), float(durations.sum())
-            done = self._advance(sched, k, take, steps, now + elapsed)
-            if ports and done:
-                ports.close(now + elapsed, done)
-            stats["steps"] += steps
-            if n_decode:
-                itl_d.append(elapsed / steps)
-                itl_w.append(n_decode * steps)
-            now += elapsed
+            dt = predictor.seconds(shape)
+            done_at = self._advance(sched, k, take, now + dt)
+            self._record(stats, ports, done_at, [dt], [n_decode])
+            now += dt
+            if (not opt.exact_steps and not plan.preempted and plan.blocked in ("kv", "max_seqs", "empty")
+                    and (plan.blocked == "empty" or not len(done_at)) and self._all_decoding(sched)):
+                durations, decoding = self._decode_run(sched, predictor, slots, plan.blocked, now, arrival, next_arr,
+                                                       ports)
+                if len(durations):
+                    ends = now + np.cumsum(durations)
+                    self._record(stats, ports, self._advance_run(sched, len(durations), ends), durations.tolist(),
+                                 decoding.tolist())
+                    if ports:  # the arrivals before the last step's start reached the client then
+                        last_start = float(ends[-2]) if len(ends) > 1 else now
+                        upto = int(np.searchsorted(arrival, last_start, side="right"))
+                        if upto > sched.arrived:
+                            ports.deliver(sched, upto, last_start)
+                            sched.arrived = upto
+                    now = float(ends[-1])
         stats["dropped"] = sched.n_dropped
         return summarise(self, table, stats, wall0)
 
     @staticmethod
-    def _extra_decode_steps(sched: V1Scheduler) -> int:
-        """How many more identical decode steps can follow this one: none may finish a request early or run out of blocks."""
-        _, _, output, _, generated, _, _ = sched.rows()
-        m_max = int((output - generated).min()) - 1  # the step producing the first last token ends the run
-        if m_max <= 0:
-            return 0
-        def blocks_needed(m: int) -> int:
-            return int(decode_run_blocks(sched, m).sum())
+    def _record(stats: dict, ports: PortPool | None, done_at: np.ndarray, durations: list, decoding: list) -> None:
+        """Count steps that ran (their durations, with the sequences each decoded) and the requests they finished."""
+        if ports and len(done_at):
+            ports.close(done_at)
+        stats["steps"] += len(durations)
+        if decoding[0]:  # a run's steps all decode; a scheduled step may only prefill
+            stats["itl_d"].extend(durations)
+            stats["itl_w"].extend(decoding)
 
-        if blocks_needed(m_max) <= sched.free:
-            return m_max
-        lo, hi = 0, m_max  # largest m whose allocations are all granted in full
+    @staticmethod
+    def _all_decoding(sched: V1Scheduler) -> bool:
+        """Every running request has all but its newest token in the cache: the next step only decodes."""
+        _, prompt, _, computed, generated, _, _ = sched.rows()
+        return sched.n > 0 and bool(np.array_equal(computed + 1, prompt + generated))
+
+    def _decode_run(self, sched: V1Scheduler, predictor: StepTimePredictor, slots: LoraSlots, blocked: str,
+                    now: float, arrival: np.ndarray, next_arr: int, ports: PortPool | None):
+        """Durations and decoding sequences of the pure-decode steps that follow a step (none when the next step
+        could admit), starting at `now`; `blocked` says why the last scheduled step stopped admitting.
+
+        Step s (1 = the first) runs the requests whose last token comes at step s or later; it also pays the
+        scheduler's cost of the requests that arrived before it started.
+        """
+        none = np.zeros(0), np.zeros(0, np.int64)
+        batch = np.flatnonzero(sched.run_count)
+        full = len(batch) >= self.cfg.max_loras
+        if blocked == "empty" and sched.n_waiting and not full:
+            return none  # an adapter left the batch: the waiting may join
+        # the first arrival that could be admitted, or dropped by a client out of ports; a client with no port
+        # free drops every arrival until one is released (they never wait)
+        n = len(arrival)
+        first = n if blocked != "empty" else min(int(sched.head[batch].min()), n) if full else next_arr
+        free = ports.free(sched, now) if ports else n
+        if free > 0:
+            first = min(first, next_arr + free)
+            bound = min(float(arrival[first]) if first < n else np.inf, self.opt.duration)
+        else:
+            first = next_arr  # no arrival waits before the bound
+            bound = min(ports.next_release(now), self.opt.duration)
+        if bound <= now:
+            return none
+        _, _, output, computed, generated, _, adapter = sched.rows()
+        left = output - generated  # the step producing each request's last token
+        left_of = np.zeros(len(sched.run_count), np.int64)
+        np.maximum.at(left_of, adapter, left)
+        adapter_left = left_of[batch]  # the last step each batch adapter runs
+        # the first completion after which a request could be admitted
+        if blocked != "empty":
+            m = int(left.min())
+        elif sched.n_waiting or full:
+            m = int(adapter_left.min())
+        else:
+            m = int(left.max())
+        m = self._granted_steps(sched, left, m)
+        if not m:
+            return none
+        for length in (min(m, 16), m):  # most runs end at an arrival within a few steps
+            step = np.arange(1, length + 1)
+            by_left = np.argsort(left, kind="stable")
+            ended = np.searchsorted(left[by_left], step, side="left")  # requests finished before each step
+            seqs = len(left) - ended
+            context = (int(computed.sum()) - np.concatenate(([0], np.cumsum(computed[by_left])))[ended]) + (step - 1) * seqs
+            distinct = len(batch) - np.searchsorted(np.sort(adapter_left), step, side="left")
+            base = predictor.decode_steps(seqs, context, distinct, sched.n_waiting)
+            durations = self._with_arrivals(base, now, arrival, next_arr, first, predictor.waiting_s)
+            start = now + np.concatenate(([0.0], np.cumsum(durations)[:-1]))
+            keep = int(np.searchsorted(start, bound, side="left"))
+            if keep < length or length == m:
+                break
+        slots.ran(batch, np.minimum(adapter_left, keep), keep)
+        return durations[:keep], seqs[:keep]
+
+    @staticmethod
+    def _granted_steps(sched: V1Scheduler, left: np.ndarray, m: int) -> int:
+        """The most steps (at most `m`) whose block allocations free blocks grant in full; `left`: each request's steps.
+
+        Blocks freed by completions inside the run are not counted, which can only end a run early."""
+        def blocks_needed(steps: int) -> int:
+            return int(decode_run_blocks(sched, np.minimum(steps, left)).sum())
+
+        per_allocation = 1 + sched.prealloc
+        if sched.n * (m // (sched.bs * per_allocation) + 1) * per_allocation <= sched.free or blocks_needed(m) <= sched.free:
+            return m  # (the first test bounds what any request can take in m steps)
+        lo, hi = 0, m
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if blocks_needed(mid) <= sched.free:
@@ -152,44 +230,48 @@ class Simulator:
         return lo
 
     @staticmethod
-    def _decode_run(dt: float, growth: float, extra: int, now: float, bound: float, arrival: np.ndarray,
-                    next_arr: int, waiting_s: float, arrival_ends_run: bool) -> np.ndarray:
-        """Durations of this step and up to `extra` identical ones, each starting before `bound`.
-
-        Step j lasts dt + j * growth plus the scheduler's cost of the requests that arrived before it
-        started; start times and arrival counts are solved together (a few rounds: counts only grow).
-        When the next arrival is the bound, no step kept has an arrival before it starts.
-        """
-        j = np.arange(extra + 1)
-        base = dt + j * growth
-        arrived = np.zeros(extra + 1, np.int64)
-        if arrival_ends_run or np.searchsorted(arrival, now + base.sum(), side="right") == next_arr:
-            start = now + np.concatenate(([0.0], np.cumsum(base)[:-1]))
-            return base[: max(1, int(np.searchsorted(start, bound, side="left")))]
+    def _with_arrivals(base: np.ndarray, now: float, arrival: np.ndarray, next_arr: int, first: int,
+                       waiting_s: float) -> np.ndarray:
+        """Step durations once each pays for the requests that arrived (and wait) before it started."""
+        if first == next_arr or np.searchsorted(arrival, now + base.sum(), side="right") == next_arr:
+            return base  # no arrival before the run ends
+        arrived = np.zeros(len(base), np.int64)
         while True:
             durations = base + waiting_s * arrived
             start = now + np.concatenate(([0.0], np.cumsum(durations)[:-1]))
             counted = np.searchsorted(arrival, start, side="right") - next_arr
             if np.array_equal(counted, arrived):
-                break
+                return durations
             arrived = counted
-        return durations[: max(1, int(np.searchsorted(start, bound, side="left")))]
 
-    def _advance(self, sched: V1Scheduler, k: int, take: np.ndarray, steps: int, end: float) -> int:
-        """Apply `steps` steps of this plan to the first `k` running requests: tokens, blocks, first tokens, finishes (returned)."""
-        rid, prompt, output, computed, generated, blocks, _ = sched.rows(k)
-        if steps > 1:
-            extra = decode_run_blocks(sched, steps - 1)
-            blocks += extra
-            sched.free -= int(extra.sum())
-            computed += steps
-            generated += steps
-        else:
-            computed += take
-            produced = (computed == prompt + generated).nonzero()[0]
-            generated[produced] += 1
-            newly = produced[generated[produced] == 1]
-            sched.t.first_token[rid[newly]] = end
+    @staticmethod
+    def _advance(sched: V1Scheduler, k: int, take: np.ndarray, end: float) -> np.ndarray:
+        """Apply one step ending at `end` to the first `k` running requests: tokens, first tokens, finishes; returns
+        the finish times."""
+        rid, prompt, output, computed, generated, _, _ = sched.rows(k)
+        computed += take
+        produced = (computed == prompt + generated).nonzero()[0]
+        generated[produced] += 1
+        newly = produced[generated[produced] == 1]
+        sched.t.first_token[rid[newly]] = end
         done = (generated >= output).nonzero()[0]
-        sched.finish(done, end)
-        return len(done)
+        done_at = np.full(len(done), end)
+        sched.finish(done, done_at)
+        return done_at
+
+    @staticmethod
+    def _advance_run(sched: V1Scheduler, steps: int, ends: np.ndarray) -> np.ndarray:
+        """Apply `steps` pure-decode steps ending at `ends` to every running request: tokens, blocks, finishes;
+        returns the finish times, in order."""
+        _, _, output, computed, generated, blocks, _ = sched.rows()
+        left = output - generated
+        ran = np.minimum(steps, left)
+        extra = decode_run_blocks(sched, ran)
+        blocks += extra
+        sched.free -= int(extra.sum())
+        computed += ran
+        generated += ran
+        done = (left <= steps).nonzero()[0]
+        done_at = ends[left[done] - 1]
+        sched.finish(done, done_at)
+        return np.sort(done_at)

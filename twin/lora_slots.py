@@ -21,8 +21,9 @@ class LoraSlots:
         self.clock += 1
         loads = 0
         if new_adapters is not None:
-            missing = np.unique(new_adapters[~self.resident[new_adapters]])
+            missing = new_adapters[~self.resident[new_adapters]]
             if len(missing):
+                missing = np.unique(missing)
                 self.last_used[batch_adapters] = self.clock  # the batch's own adapters are never evicted
                 for a in missing:
                     if self.resident.sum() >= self.n_slots:
@@ -32,3 +33,9 @@ class LoraSlots:
                     loads += 1
         self.last_used[batch_adapters] = self.clock
         return loads
+
+    def ran(self, adapters: np.ndarray, last_step: np.ndarray, steps: int) -> None:
+        """`steps` more steps followed the last `activate`; `adapters` were last in the batch at `last_step` (1 = the
+        first of them, 0 = none), which orders them for eviction as activating at every step would."""
+        self.last_used[adapters] = self.clock + last_step
+        self.clock += steps

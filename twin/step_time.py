@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .profile import Profile
 
 
 @dataclass(frozen=True)
 class StepShape:
-    """What the step-time model needs to know about one batch."""
+    """What the step-time model needs to know about one batch (or, as arrays, about each step of a run)."""
 
     decode_seqs: int
     prefill_tokens: int
@@ -23,21 +25,23 @@ class StepTimePredictor:
     """Step time in seconds for one server; replaceable (Vidur-style) by any object with the same two methods."""
 
     def __init__(self, profile: Profile, max_loras: int, max_lora_rank: int):
-        self.s = profile.step
-        self.lora_decode_ms, self.lora_prefill_ms, self.lora_prefill_sq_ms = profile.step.lora_token_ms(max_lora_rank)
+        self.s = s = profile.step
+        lora_decode_ms, lora_prefill_ms, self.lora_prefill_sq_ms = s.lora_token_ms(max_lora_rank)
         self.load_ms = profile.engine.load_ms
-        self.waiting_s = self.s.sched_ms_per_waiting / 1000.0  # seconds each waiting request adds to a step
-        self.lora_fixed_ms = self.s.lora_ms + self.s.lora_ms_per_slot * max_loras
+        self.waiting_s = s.sched_ms_per_waiting / 1000.0  # seconds each waiting request adds to a step
+        # base and LoRA terms with the same factor, summed once
+        self.fixed_ms = s.intercept_ms + s.lora_ms + s.lora_ms_per_slot * max_loras
+        self.seq_ms = s.decode_ms_per_seq + lora_decode_ms
+        self.prefill_ms = s.prefill_ms_per_token + lora_prefill_ms
 
     def seconds(self, shape: StepShape) -> float:
-        s = self.s
-        base = (s.intercept_ms + s.decode_ms_per_seq * shape.decode_seqs + s.prefill_ms_per_token * shape.prefill_tokens
-                + s.attn_ms_per_ctx_token * shape.decode_context)
-        lora = (self.lora_fixed_ms + self.lora_decode_ms * shape.decode_seqs + self.lora_prefill_ms * shape.prefill_tokens
-                + self.lora_prefill_sq_ms * shape.prefill_tokens**2
-                + s.lora_ms_per_adapter * shape.distinct_adapters)
-        return (base + lora + s.sched_ms_per_waiting * shape.waiting + self.load_ms * shape.adapter_loads) / 1000.0
+        """The step's time; the fields may be arrays (one step each), scalars summed first."""
+        s, p = self.s, shape.prefill_tokens
+        scalar = (self.fixed_ms + (self.prefill_ms + self.lora_prefill_sq_ms * p) * p + s.sched_ms_per_waiting * shape.waiting
+                  + self.load_ms * shape.adapter_loads)
+        return (scalar + self.seq_ms * shape.decode_seqs + s.attn_ms_per_ctx_token * shape.decode_context
+                + s.lora_ms_per_adapter * shape.distinct_adapters) / 1000.0
 
-    def decode_run(self, shape: StepShape) -> tuple[float, float]:
-        """(first step seconds, increase per step) for consecutive pure-decode steps: each adds one context token per sequence."""
-        return self.seconds(shape), self.s.attn_ms_per_ctx_token * shape.decode_seqs / 1000.0
+    def decode_steps(self, seqs: np.ndarray, context: np.ndarray, distinct: np.ndarray, waiting: int) -> np.ndarray:
+        """Seconds of consecutive pure-decode steps, from each step's sequences, summed context and distinct adapters."""
+        return self.seconds(StepShape(seqs, 0, context, distinct, waiting, 0))
