@@ -193,13 +193,15 @@ class Simulator:
         m = self._granted_steps(sched, left, m)
         if not m:
             return none
+        by_left = np.argsort(left, kind="stable")
+        left_sorted, adapter_left_sorted = left[by_left], np.sort(adapter_left)
+        context_left = int(computed.sum()) - np.concatenate(([0], np.cumsum(computed[by_left])))  # of the unfinished
         for length in (min(m, 16), m):  # most runs end at an arrival within a few steps
             step = np.arange(1, length + 1)
-            by_left = np.argsort(left, kind="stable")
-            ended = np.searchsorted(left[by_left], step, side="left")  # requests finished before each step
+            ended = np.searchsorted(left_sorted, step, side="left")  # requests finished before each step
             seqs = len(left) - ended
-            context = (int(computed.sum()) - np.concatenate(([0], np.cumsum(computed[by_left])))[ended]) + (step - 1) * seqs
-            distinct = len(batch) - np.searchsorted(np.sort(adapter_left), step, side="left")
+            context = context_left[ended] + (step - 1) * seqs
+            distinct = len(batch) - np.searchsorted(adapter_left_sorted, step, side="left")
             base = predictor.decode_steps(seqs, context, distinct, sched.n_waiting)
             durations = self._with_arrivals(base, now, arrival, next_arr, first, predictor.waiting_s)
             start = now + np.concatenate(([0.0], np.cumsum(durations)[:-1]))
