@@ -85,10 +85,7 @@ class Simulator:
         now, next_arr, next_sample = 0.0, 0, 0.0
         ports = PortPool(opt.client) if opt.client else None
         while now < opt.duration:
-            next_arr = int(np.searchsorted(arrival, now, side="right"))
-            if ports and next_arr > sched.arrived:
-                ports.deliver(sched, next_arr, now)
-            sched.arrived = next_arr
+            next_arr = self._arrive(sched, ports, arrival, now)
             if opt.queue_sample_s > 0 and now >= next_sample:
                 stats["queue"].append((round(now, 3), sched.n_waiting, len(sched.running), sched.free))
                 next_sample = now + opt.queue_sample_s
@@ -127,14 +124,20 @@ class Simulator:
                     self._record(stats, ports, self._advance_run(sched, len(durations), ends), durations.tolist(),
                                  decoding.tolist())
                     if ports:  # the arrivals before the last step's start reached the client then
-                        last_start = float(ends[-2]) if len(ends) > 1 else now
-                        upto = int(np.searchsorted(arrival, last_start, side="right"))
-                        if upto > sched.arrived:
-                            ports.deliver(sched, upto, last_start)
-                            sched.arrived = upto
+                        self._arrive(sched, ports, arrival, float(ends[-2]) if len(ends) > 1 else now)
                     now = float(ends[-1])
         stats["dropped"] = sched.n_dropped
         return summarise(self, table, stats, wall0)
+
+    @staticmethod
+    def _arrive(sched: V1Scheduler, ports: PortPool | None, arrival: np.ndarray, t: float) -> int:
+        """Requests that arrived by `t` reach the scheduler (a port-limited client drops what it cannot send);
+        returns how many have arrived."""
+        upto = int(np.searchsorted(arrival, t, side="right"))
+        if ports and upto > sched.arrived:
+            ports.deliver(sched, upto, t)
+        sched.arrived = upto
+        return upto
 
     @staticmethod
     def _record(stats: dict, ports: PortPool | None, done_at: np.ndarray, durations: list, decoding: list) -> None:
@@ -158,7 +161,8 @@ class Simulator:
         could admit), starting at `now`; `blocked` says why the last scheduled step stopped admitting.
 
         Step s (1 = the first) runs the requests whose last token comes at step s or later; it also pays the
-        scheduler's cost of the requests that arrived before it started.
+        scheduler's cost of the requests that arrived before it started. The adapter slots learn when each batch
+        adapter last ran, for their eviction order.
         """
         none = np.zeros(0), np.zeros(0, np.int64)
         batch = np.flatnonzero(sched.run_count)
