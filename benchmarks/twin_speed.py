@@ -15,8 +15,10 @@ import resource
 import statistics
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
+from loraplace.twin import native
 from loraplace.twin.client import client_with_ports
 from loraplace.twin.profile import load_profile
 from loraplace.twin.validate import read_runs, simulate_run
@@ -31,7 +33,11 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--client-ports", type=int, default=0,
                     help="replay with the reference harness's port-limited client (0, the default: an open client)")
+    ap.add_argument("--engine", choices=("auto", "python"), default="auto",
+                    help="python: the Python loop, as on a machine without a C compiler (default: the C core if built)")
     args = ap.parse_args()
+    if args.engine == "python":
+        native._core = None
     if not args.runs.is_file():
         print(f"runs file not found: {args.runs} (the benchmark needs ../shared)", file=sys.stderr)
         return 2
@@ -52,6 +58,8 @@ def main() -> int:
     walls = [r["wall_s"] for r in rows]
     out = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}, one process",
+        "engine": "C core" if native.available() else "Python",
+        "twin_version": version("loraplace"),
         "configurations": len(rows),
         "repeat": args.repeat,
         "client_ports": args.client_ports,

@@ -23,8 +23,9 @@ def llama():
 
 
 def small_sim(profile, n_adapters=12, max_loras=4, rates=(2.0, 1.0, 0.5), ranks=(8, 16), duration=120.0, seed=0,
-              kv_tokens=None, exact=False, max_num_seqs=2048, budget=2048, client=None):
-    """A short, busy simulation (with an optional KV cap to force preemption) and its scheduler for inspection."""
+              kv_tokens=None, exact=False, max_num_seqs=2048, budget=2048, client=None, engine="python"):
+    """A short, busy simulation (with an optional KV cap to force preemption); by default on the Python engine, whose
+    scheduler tests inspect (engine="auto": the compiled loop where built)."""
     import dataclasses
 
     from loraplace.twin.arrivals import poisson_workload
@@ -40,4 +41,5 @@ def small_sim(profile, n_adapters=12, max_loras=4, rates=(2.0, 1.0, 0.5), ranks=
         shift = kv_tokens - mem.kv_tokens(max_loras, max(ranks))
         profile = dataclasses.replace(profile, memory=dataclasses.replace(mem, kv_tokens_intercept=mem.kv_tokens_intercept + shift))
     wl = poisson_workload(adapters, duration, LengthSpec(), np.random.default_rng(seed))
-    return Simulator(profile, config, adapters, wl, SimOptions(duration=duration, exact_steps=exact, client=client))
+    return Simulator(profile, config, adapters, wl, SimOptions(duration=duration, exact_steps=exact, client=client,
+                                                                engine=engine))

@@ -19,6 +19,8 @@ def test_wheel_layout(tmp_path):
                    "loraplace/surrogate/model.py", "loraplace/solvers/benders.py"):
         assert module in names
     assert "loraplace/instances/paper-64-r8-16-high.json" in names
+    # the twin's compiled step loop (this machine has a C compiler; without one the build skips it)
+    assert any(n.startswith("loraplace/twin/_core.") and n.endswith((".so", ".pyd")) for n in names)
     for profile in ("llama-3.1-8b-instruct_h100-64gb", "qwen-2.5-7b-instruct_h100-64gb"):
         assert f"loraplace/twin/profiles/{profile}.json" in names
         for part in ("metadata.json", "ratio.cbm", "starved.cbm", "log_itl_ms.cbm", "log_ttft_ms.cbm"):

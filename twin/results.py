@@ -40,7 +40,7 @@ class SimResult:
 
 
 def _weighted_p99(values: list, weights: list) -> float:
-    if not values:
+    if len(values) == 0:
         return float("nan")
     v, w = np.asarray(values), np.asarray(weights, float)
     order = np.argsort(v)
