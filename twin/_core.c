@@ -389,7 +389,7 @@ static PyObject *simulate(PyObject *self, PyObject *args) {
             goto release;
         }
     }
-    i64 A = s.n_adapters, cap = s.max_num_seqs + 1;
+    i64 A = s.n_adapters, cap = imin(s.max_num_seqs, s.n) + 1;  /* at most every request runs at once */
     s.run = zalloc(cap, sizeof(Running));
     s.take = zalloc(cap, sizeof(i64));
     s.new_adapters = zalloc(cap, sizeof(i64));
