@@ -1,7 +1,7 @@
 """How much more load other mixes of rates carry than the two shapes the capacity table probes.
 
 Measures solvers.shape_margin.shape_ratios with the shipped surrogate of a profile and prints it beside
-the margin that oracle uses (the margin must be at least the largest ratio; a test checks it):
+the margins per adapter count that oracle uses (each must be at least the ratio at its count; a test checks it):
 
     python benchmarks/capacity_margin.py --profile llama-3.1-8b-instruct_h100-64gb --mixes 15
 """
@@ -28,7 +28,7 @@ def main() -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps({"profile": args.profile, "max_ratio": max(r["max_ratio"] for r in rows),
-                      "shape_margin": oracle.shape_margin}))
+                      "shape_margins": oracle.shape_margins}))
     return 0
 
 

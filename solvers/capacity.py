@@ -117,9 +117,11 @@ def capacity_table(inst: PlacementInstance, oracle: Oracle) -> CapacityTable:
 
         max_adapters[r] = max(0, _largest(lambda n: holds([min_rate] * n), 1, len(inst.adapters)))
         starts[r] = tuple(b for b in brackets if b <= max_adapters[r]) or (1,)
-        # Capacity falls with the adapter count, so a bracket's bound is the probe at its smallest count...
-        probed = np.minimum.accumulate([oracle.shape_margin * max(probe(s, b) for s in SHAPES) for b in starts[r]])
-        # ...and never more than the heaviest adapters of the instance can offer at the bracket's largest count.
         ends = [*(b - 1 for b in starts[r][1:]), max(max_adapters[r], 1)]
+        # Capacity falls with the adapter count, so a bracket's bound is the probe at its smallest count, times the
+        # margin for other mixes over its counts...
+        probed = np.minimum.accumulate([oracle.shape_margin(b, e) * max(probe(s, b) for s in SHAPES)
+                                        for b, e in zip(starts[r], ends)])
+        # ...and never more than the heaviest adapters of the instance can offer at the bracket's largest count.
         loads[r] = tuple(float(min(p, heaviest[min(e, len(rates)) - 1])) for p, e in zip(probed, ends))
     return CapacityTable(classes, max_adapters, starts, loads)

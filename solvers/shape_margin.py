@@ -17,7 +17,7 @@ from .capacity import LOAD_STEPS, _largest
 from .gpu_fit import fit_many
 from .placement import Share
 
-ADAPTER_COUNTS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+ADAPTER_COUNTS = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 MAX_RATE = 3.2  # the surrogate's training range
 
 

@@ -20,7 +20,7 @@ from .trees import ObliviousTrees
 TARGETS = ("ratio", "log_saturated_tok_s", "starved", "log_itl_ms", "log_ttft_ms")
 SATURATED = 0.95  # below this share of its offered load a GPU is saturated: its throughput is its capacity
 DEFAULT_PARAMS = {"iterations": 3000, "learning_rate": 0.05, "depth": 6, "early_stopping_rounds": 200}
-NUMPY_ROWS = 4  # calls of up to this many rows are answered by numpy's copy of the trees (surrogate/trees.py)
+NUMPY_ROWS = 4  # calls of up to this many rows may be answered by numpy's copy of the trees (surrogate/trees.py)
 
 
 def starved_rule(pred: dict[str, np.ndarray], threshold: float, classifier: bool = True) -> np.ndarray:
@@ -44,6 +44,7 @@ class SurrogateModel:
             raise ConfigError(f"CatBoost tree depth must be 1 to 16, got {self.params['depth']}")
         self.models: dict = {}
         self.trees: dict[str, ObliviousTrees] = {}
+        self.small_calls: dict[str, int] = {}  # small calls CatBoost answered, per target, before the numpy copy
         self.metadata: dict = {}
 
     def _estimator(self, target: str):
@@ -60,7 +61,7 @@ class SurrogateModel:
             model = self._estimator(target)
             model.fit(X[tr], y[target][tr], eval_set=(X_val[va], y_val[target][va]), use_best_model=True)
             self.models[target] = model
-        self.trees = {}
+        self.trees, self.small_calls = {}, {}
         return self
 
     def predict(self, X: np.ndarray, which: tuple[str, ...] = ("ratio", "starved", "itl", "ttft")) -> dict[str, np.ndarray]:
@@ -82,12 +83,25 @@ class SurrogateModel:
         return out
 
     def _raw(self, target: str, X: np.ndarray) -> np.ndarray:
-        """A model's raw value per row (log-odds for the classifier): numpy trees for a few rows, CatBoost beyond."""
-        if len(X) > NUMPY_ROWS:
-            return self.models[target].predict(X, prediction_type="RawFormulaVal")
-        if target not in self.trees:  # built on first use: a CatBoost JSON export takes a fraction of a second
-            self.trees[target] = ObliviousTrees.from_catboost(self.models[target])
-        return self.trees[target].raw(X)
+        """A model's raw value per row (log-odds for the classifier): numpy's copy of the trees for a few rows once
+        it pays for itself, CatBoost otherwise.
+
+        The copy costs about as much to build as CatBoost's answers to as many small calls as the model has trees
+        (a fraction of a second; each then saves about a quarter of a millisecond), so, as in ski rental, CatBoost
+        answers that many first: a short job never builds it, a long one spends at most twice the best choice."""
+        if len(X) <= NUMPY_ROWS:
+            if target not in self.trees:
+                self.small_calls[target] = self.small_calls.get(target, 0) + 1
+                if self.small_calls[target] > self.models[target].tree_count_:
+                    self.trees[target] = ObliviousTrees.from_catboost(self.models[target])
+            if target in self.trees:
+                return self.trees[target].raw(X)
+        return self.models[target].predict(X, prediction_type="RawFormulaVal")
+
+    def prepare_small_calls(self) -> None:
+        """Build numpy's copy of every model's trees now (for a job known to make many small calls)."""
+        for target, model in self.models.items():
+            self.trees.setdefault(target, ObliviousTrees.from_catboost(model))
 
     def save(self, folder: Path, metadata: dict) -> None:
         folder = Path(folder)

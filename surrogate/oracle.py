@@ -13,9 +13,16 @@ from .generate import profile_hash
 from .model import SurrogateModel, starved_rule
 
 
-# The capacity table's margin for other mixes of rates, per shipped model: the largest ratio that
-# benchmarks/capacity_margin.py measures (15 mixes per adapter count, seed 0), rounded up; a test re-measures it.
-SHAPE_MARGINS = {"llama-3.1-8b-instruct_h100-64gb": 1.2, "qwen-2.5-7b-instruct_h100-64gb": 1.25}
+# The capacity table's margin for other mixes of rates, per shipped model and adapter count, from
+# benchmarks/capacity_margin.py (15 Dirichlet mixes and the paper's 4:2:1 mix per count, seed 0): the largest
+# ratio plus 0.02 (for other draws), rounded up to the next 0.05, never below 1 (the probed shapes themselves);
+# a test re-measures them.
+SHAPE_MARGINS = {
+    "llama-3.1-8b-instruct_h100-64gb": ((2, 1.05), (4, 1.0), (8, 1.0), (16, 1.0), (24, 1.15), (32, 1.1), (48, 1.15),
+                                        (64, 1.15), (96, 1.15), (128, 1.2), (192, 1.2), (256, 1.2)),
+    "qwen-2.5-7b-instruct_h100-64gb": ((2, 1.05), (4, 1.0), (8, 1.0), (16, 1.0), (24, 1.05), (32, 1.05), (48, 1.15),
+                                       (64, 1.15), (96, 1.2), (128, 1.2), (192, 1.25), (256, 1.2)),
+}
 
 
 def shipped_model_dir(profile_name: str):
@@ -47,7 +54,7 @@ class SurrogateOracle(Oracle):
             raise ConfigError(f"no surrogate ships for profile {profile.name}; train one with "
                               "'loraplace surrogate train' or use --oracle twin")
         oracle = cls(profile, SurrogateModel.load(folder), starvation_threshold)
-        oracle.shape_margin = SHAPE_MARGINS.get(profile.name, oracle.shape_margin)
+        oracle.shape_margins = SHAPE_MARGINS.get(profile.name, oracle.shape_margins)
         return oracle
 
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:

@@ -110,7 +110,8 @@ def test_saved_model_reloads_with_the_same_predictions(tiny_model):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_numpy_trees_answer_small_calls_as_catboost_does(profile):
-    """Calls of a few rows go to numpy's copy of the trees; every output matches CatBoost's on the same rows."""
+    """Calls of a few rows go to numpy's copy of the trees once built; every output matches CatBoost's on the same
+    rows. The copy is built for a model once CatBoost has answered as many small calls as the model has trees."""
     from loraplace.surrogate.model import NUMPY_ROWS
     from loraplace.twin.profile import load_profile
 
@@ -118,7 +119,13 @@ def test_numpy_trees_answer_small_calls_as_catboost_does(profile):
     model = SurrogateModel.load(shipped_model_dir(profile))
     X = feature_matrix(design(prof, 3 * NUMPY_ROWS + 10, seed=4), prof)
     batch = model.predict(X)  # CatBoost
-    assert not model.trees
+    fewest = min(model.models, key=lambda t: model.models[t].tree_count_)
+    for _ in range(model.models[fewest].tree_count_):
+        model.predict(X[:1], ("starved",) if fewest == "starved" else ("ratio",))
+    assert not model.trees  # as many small calls as the smallest model has trees: all still CatBoost's
+    model.predict(X[:1])
+    assert fewest in model.trees and len(model.trees) < len(model.models)
+    model.prepare_small_calls()
     for i in range(0, len(X), NUMPY_ROWS):
         small = model.predict(X[i : i + NUMPY_ROWS])
         for k, v in small.items():

@@ -91,10 +91,11 @@ class Oracle(ABC):
     name = "oracle"
     cheap = True  # answers in microseconds: callers may probe it thousands of times
     workers = 1  # processes answering a batch
-    # How much more load other mixes of rates may carry than the two shapes solvers.capacity probes.
-    # Shipped surrogates set their measured value (surrogate.oracle.SHAPE_MARGINS); this default, for
-    # the twin as oracle and for models trained by hand, is not measured for them.
-    shape_margin = 1.15
+    # How much more load other mixes of rates may carry than the two shapes solvers.capacity probes, per
+    # adapter count: ((count, margin), ...) ascending. Shipped surrogates set the values
+    # benchmarks/capacity_margin.py measures (surrogate.oracle.SHAPE_MARGINS); this default, for the twin
+    # as oracle and for models trained by hand, is one margin for every count, not measured for them.
+    shape_margins: tuple[tuple[int, float], ...] = ((1, 1.15),)
 
     def __init__(self, profile: Profile, starvation_threshold: float = 0.9):
         if not 0 < starvation_threshold <= 1:
@@ -102,6 +103,14 @@ class Oracle(ABC):
         self.profile, self.threshold = profile, starvation_threshold
         self._cache: dict[GpuQuery, Verdict] = {}
         self.calls = 0  # queries answered by the model (cache misses that start)
+
+    def shape_margin(self, first: int, last: int) -> float:
+        """The margin for a GPU serving `first` to `last` adapters: the largest at the measured counts that
+        enclose that range (the largest of all past the last count measured, where nothing was measured)."""
+        counts = [c for c, _ in self.shape_margins]
+        lo = max((i for i, c in enumerate(counts) if c <= first), default=0)
+        hi = next((i for i, c in enumerate(counts) if c >= last), None)
+        return max(m for _, m in (self.shape_margins[lo : hi + 1] if hi is not None else self.shape_margins))
 
     def memory_status(self, q: GpuQuery) -> str:
         """'ok' or the start-up failure the profile predicts for these slots and rank."""
