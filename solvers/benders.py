@@ -15,13 +15,20 @@ becomes the new best (and U - 2 is asked next); a master proven infeasible prove
          sum_i b_i w <= sum_a x[a,g] <= sum_i e_i w         its adapters lie within that bracket
          sum_a load_a x[a,g] <= sum_{r,i} L[r,i] w[g,r,i]   offered tokens/s within the bracket's bound
          x[a,g] = 0 for g > a                               identical GPUs ordered by their first adapter
-         sum_{a in S} x[a,g] <= |S| - 1                     no-good cuts from the oracle
+         sum_{c in T} y[g,c,m_c] <= |T| - 1                 no-good cuts from the oracle, lifted to classes
+         (N[g,c] - m + 1) y[g,c,m] >= n[g,c] - m + 1        y = 1 once GPU g holds m adapters of class c
+
+Adapters of one (rank, rate) class are interchangeable to the oracle, which sees a multiset, so a failing
+subset S cuts every GPU holding at least as many adapters of each of its classes c in T as S does (m_c of
+N[g,c] that g may hold; n[g,c] of them on g), not only S itself: a cut on the adapters alone would let the
+master swap in an identical adapter, once per adapter. A cut with one class is a plain count limit.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from loraplace.twin.oracle import Oracle
@@ -94,11 +101,27 @@ def _build(backend, inst: PlacementInstance, table: CapacityTable, gpus: int, cu
         backend.add(backend.total(load[a] * x[a, g] for a in A if g <= a)
                     <= backend.total(math.ceil(table.max_load[r][i]) * w[g, r, i]
                                      for r in R for i in range(len(table.brackets[r]))))
-    # No-good cuts: no GPU holds a subset the oracle rejected.
+    # No-good cuts: no GPU holds as many adapters of each class as a subset the oracle rejected.
+    kind: dict[tuple[int, float], int] = {}  # (rank, rate) -> class
+    of_class: dict[int, list[int]] = {}
+    for a in A:
+        of_class.setdefault(kind.setdefault((rank[a], inst.adapters[a].rate), len(kind)), []).append(a)
+    reached = {}  # (g, c, m) -> y, true once GPU g holds m adapters of class c
     for subset in cuts:
+        need = Counter(kind[rank[a], inst.adapters[a].rate] for a in subset)
         for g in G:
-            if all(g <= a for a in subset):
-                backend.add(backend.total(x[a, g] for a in subset) <= len(subset) - 1)
+            held = {c: [x[a, g] for a in of_class[c] if g <= a] for c in need}
+            if any(len(held[c]) < m for c, m in need.items()):
+                continue  # g cannot hold that many of some class
+            if len(need) == 1:
+                (c, m), = need.items()
+                backend.add(backend.total(held[c]) <= m - 1)
+                continue
+            for c, m in need.items():
+                if (g, c, m) not in reached:
+                    y = reached[g, c, m] = backend.bool_var(f"y_{g}_{c}_{m}")
+                    backend.add((len(held[c]) - m + 1) * y >= backend.total(held[c]) - (m - 1))
+            backend.add(backend.total(reached[g, c, m] for c, m in need.items()) <= len(need) - 1)
     return x
 
 

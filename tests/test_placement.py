@@ -73,6 +73,39 @@ def test_exact_strategies_match_brute_force(llama, seed):
         assert p.gpus == optimum, name
 
 
+class CountRuleOracle(CapacityOracle):
+    """The analytic oracle, and a GPU also starves with three adapters of rate 4, or two of them beside three of rank
+    16: a rule on class counts that the capacity table's probes never meet, so only the no-good cuts find it."""
+
+    def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
+        out = super()._predict(queries)
+        for i, q in enumerate(queries):
+            top, r16 = sum(r == 4.0 for r in q.rates), sum(k == 16 for k in q.ranks)
+            if top >= 3 or (top >= 2 and r16 >= 3):
+                out[i] = Verdict("ok", True, out[i].throughput_tok_s, out[i].ideal_tok_s)
+        return out
+
+
+@pytest.mark.parametrize("backend", ["cpsat", "ilp-highs"])
+def test_class_count_cuts_keep_benders_exact(llama, backend):
+    """Adapters of one (rank, rate) class turn the no-good cuts into cuts on class counts. Started from one GPU per
+    adapter, the master itself must reach the brute-force optimum through those cuts, so a cut that forbade a
+    feasible GPU would show."""
+    from loraplace.solvers.benders import benders
+    from loraplace.solvers.capacity import capacity_table
+
+    rng = np.random.default_rng(5)
+    for seed in range(4):
+        adapters = tuple(Adapter(f"a{i}", int(rng.choice([8, 16])), float(rng.choice([1.0, 2.5, 4.0])))
+                         for i in range(8))
+        inst = PlacementInstance(f"classes-{seed}", "llama-3.1-8b-instruct_h100-64gb", adapters)
+        oracle = CountRuleOracle(llama, base=9000.0)
+        alone = [fit(oracle, [Share(a)], inst.lengths) for a in adapters]
+        res = benders(inst, oracle, capacity_table(inst, oracle), alone, 1, backend, 20.0)
+        assert res.optimal and len(res.plans) == brute_force(inst, oracle), seed
+        assert len(res.cuts) > 0, seed  # the count rule was met and cut
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_every_strategy_covers_every_adapter_and_respects_the_oracle(llama, seed):
     inst = instance(60, seed)
