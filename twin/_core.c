@@ -1,6 +1,6 @@
 /* The twin's step loop in C: the same vLLM V1 scheduler, adapter slots, port-limited client and step-time
  * model as twin/scheduler.py, twin/lora_slots.py, twin/client.py and twin/step_time.py, stepped one engine
- * step at a time (what the Python engine does with SimOptions(exact_steps=True)), about a hundred times
+ * step at a time (what the Python engine does with SimOptions(exact_steps=True)), tens of times
  * faster. twin/native.py calls it; tests/test_native_core.py checks it against the Python engine.
  *
  * Floating point follows the Python code operation by operation (built with -ffp-contract=off), so step

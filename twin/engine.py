@@ -12,7 +12,7 @@ context and adapters still running, plus the scheduler's cost of the requests wa
 
 Where the C core was built (twin/native.py), `run` hands the whole window to it instead: the same
 scheduler, slots, client and step-time model stepped one step at a time, bit for bit what this loop
-gives with `exact_steps=True`, some thirty times faster. This module stays the reference, the
+gives with `exact_steps=True`, tens of times faster. This module stays the reference, the
 fallback without a compiler, and the loop the scheduler tests inspect (`engine="python"`).
 """
 
