@@ -101,7 +101,8 @@ class SurrogateModel:
     def prepare_small_calls(self) -> None:
         """Build numpy's copy of every model's trees now (for a job known to make many small calls)."""
         for target, model in self.models.items():
-            self.trees.setdefault(target, ObliviousTrees.from_catboost(model))
+            if target not in self.trees:
+                self.trees[target] = ObliviousTrees.from_catboost(model)
 
     def save(self, folder: Path, metadata: dict) -> None:
         folder = Path(folder)

@@ -183,15 +183,14 @@ static void stamp_adapter(Sim *s, i64 a) {
 /* vLLM's running loop, request by request (preempting the newest until the one at hand fits), then FCFS
  * admission with the max_loras skip. Returns the scheduled count k (take[0..k)); sets *victims, *admitted. */
 static i64 schedule(Sim *s, i64 *victims, i64 *admitted) {
-    i64 budget = s->max_batched_tokens, kb = 0;
-    for (i64 i = 0; i < s->nrun && budget > 0; i++) {  /* chunked prefill within the token budget */
+    i64 left = s->max_batched_tokens, kb = 0;
+    for (i64 i = 0; i < s->nrun && left > 0; i++) {  /* chunked prefill within the token budget */
         Running *q = &s->run[i];
-        i64 t = imin(q->prompt + q->generated - q->computed, budget);
+        i64 t = imin(q->prompt + q->generated - q->computed, left);
         s->take[kb++] = t;
-        budget -= t;
+        left -= t;
     }
-    budget = s->max_batched_tokens;
-    i64 free = s->free_blocks, n = s->nrun, i = 0;
+    i64 budget = s->max_batched_tokens, free = s->free_blocks, n = s->nrun, i = 0;  /* budget: what granted ones leave */
     while (i < kb && i < n) {
         Running *q = &s->run[i];
         i64 need = ceil_div(q->computed + s->take[i], s->bs) - q->blocks;
