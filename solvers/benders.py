@@ -103,12 +103,13 @@ def _build(backend, inst: PlacementInstance, table: CapacityTable, gpus: int, cu
                                      for r in R for i in range(len(table.brackets[r]))))
     # No-good cuts: no GPU holds as many adapters of each class as a subset the oracle rejected.
     kind: dict[tuple[int, float], int] = {}  # (rank, rate) -> class
+    cls = [kind.setdefault((rank[a], inst.adapters[a].rate), len(kind)) for a in A]
     of_class: dict[int, list[int]] = {}
     for a in A:
-        of_class.setdefault(kind.setdefault((rank[a], inst.adapters[a].rate), len(kind)), []).append(a)
+        of_class.setdefault(cls[a], []).append(a)
     reached = {}  # (g, c, m) -> y, true once GPU g holds m adapters of class c
     for subset in cuts:
-        need = Counter(kind[rank[a], inst.adapters[a].rate] for a in subset)
+        need = Counter(cls[a] for a in subset)
         for g in G:
             held = {c: [x[a, g] for a in of_class[c] if g <= a] for c in need}
             if any(len(held[c]) < m for c, m in need.items()):

@@ -305,6 +305,7 @@ static i64 advance(Sim *s, i64 k, double end) {
     return done;
 }
 
+/* StepTimePredictor.coefficients(), in that order */
 typedef struct { double fixed_ms, prefill_ms, prefill_sq_ms, waiting_ms, load_ms, seq_ms, ctx_ms, adapter_ms; } StepModel;
 
 /* twin/step_time.py StepTimePredictor.seconds, term by term in the same order. */

@@ -19,14 +19,11 @@ def available() -> bool:
 def run(sim, table, predictor, num_blocks: int, preallocate: int) -> dict:
     """Simulate `sim`'s window on `table` (filled in place); returns the engine's step statistics."""
     cfg, client = sim.cfg, sim.opt.client
-    s = predictor.s
     server = (len(sim.adapters), cfg.max_loras, cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.block_size,
               -(-cfg.max_model_len // cfg.block_size), preallocate, num_blocks)
-    step_model = (predictor.fixed_ms, predictor.prefill_ms, predictor.lora_prefill_sq_ms, s.sched_ms_per_waiting,
-                  predictor.load_ms, predictor.seq_ms, s.attn_ms_per_ctx_token, s.lora_ms_per_adapter)
     out = _core.simulate(np.ascontiguousarray(table.arrival, np.float64), np.ascontiguousarray(table.adapter, np.int64),
                          np.ascontiguousarray(table.prompt, np.int64), np.ascontiguousarray(table.output, np.int64),
-                         table.generated, table.first_token, table.finish, table.preemptions, server, step_model,
+                         table.generated, table.first_token, table.finish, table.preemptions, server, predictor.coefficients(),
                          client.ports if client else 0, client.time_wait_s if client else 0.0, sim.opt.duration)
     out["itl_d"] = np.frombuffer(out["itl_d"] or b"", np.float64)
     out["itl_w"] = np.frombuffer(out["itl_w"] or b"", np.int64)

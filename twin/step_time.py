@@ -42,6 +42,13 @@ class StepTimePredictor:
         return (scalar + self.seq_ms * shape.decode_seqs + s.attn_ms_per_ctx_token * shape.decode_context
                 + s.lora_ms_per_adapter * shape.distinct_adapters) / 1000.0
 
+    def coefficients(self) -> tuple[float, ...]:
+        """The terms of `seconds` in the order twin/_core.c's copy of it takes them: fixed, prefill per token and per
+        token squared, per waiting request, per load (ms), per decode sequence, per context token, per adapter."""
+        s = self.s
+        return (self.fixed_ms, self.prefill_ms, self.lora_prefill_sq_ms, s.sched_ms_per_waiting, self.load_ms,
+                self.seq_ms, s.attn_ms_per_ctx_token, s.lora_ms_per_adapter)
+
     def decode_steps(self, seqs: np.ndarray, context: np.ndarray, distinct: np.ndarray, waiting: int) -> np.ndarray:
         """Seconds of consecutive pure-decode steps, from each step's sequences, summed context and distinct adapters."""
         return self.seconds(StepShape(seqs, 0, context, distinct, waiting, 0))
