@@ -50,7 +50,8 @@ def simulate(jobs: list, workers: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def holdout(args, profile, model) -> dict:
-    """The held-out test rows: the recorded run against one more seed, and the surrogate against both."""
+    """The held-out test rows: the recorded run against one more seed, and the surrogate against both (and per
+    design, where the data mixes space-filling and near-boundary files)."""
     meta = model.metadata
     data = args.data or [ROOT / "surrogate" / "data" / f["file"] for f in meta["data"]["files"]]
     ds = load_dataset(data, profile)
@@ -61,12 +62,19 @@ def holdout(args, profile, model) -> dict:
     X, y = ds.subset(rows)
     first = y["ratio"] * X[:, FEATURES.index("offered_tok_s")]  # the recorded run
     pred = model.predict(X, ("ratio", "starved"))
-    starved_first = y["starved"] > 0.5
-    return {"rows": int(len(rows)), "window_s": window,
-            "twin_vs_twin": {**ape_summary(first, second), **classification_summary(starved_first, starved_second)},
-            "surrogate_vs_recorded": {**ape_summary(first, pred["throughput_tok_s"]),
-                                      **classification_summary(starved_first, starved_rule(pred, threshold))},
-            "surrogate_vs_mean_of_two": ape_summary((first + second) / 2, pred["throughput_tok_s"])}
+    starved_first, starved_pred = y["starved"] > 0.5, starved_rule(pred, threshold)
+
+    def scores(keep: np.ndarray) -> dict:
+        return {"rows": int(keep.sum()),
+                "twin_vs_twin": {**ape_summary(first[keep], second[keep]),
+                                 **classification_summary(starved_first[keep], starved_second[keep])},
+                "surrogate_vs_recorded": {**ape_summary(first[keep], pred["throughput_tok_s"][keep]),
+                                          **classification_summary(starved_first[keep], starved_pred[keep])},
+                "surrogate_vs_mean_of_two": ape_summary((first[keep] + second[keep]) / 2, pred["throughput_tok_s"][keep])}
+
+    kinds = ds.designs()[rows]
+    by_design = {k: scores(kinds == k) for k in sorted(set(kinds))} if len(set(kinds)) > 1 else {}
+    return {**scores(np.ones(len(rows), bool)), "window_s": window, **({"by_design": by_design} if by_design else {})}
 
 
 def reference_configurations(args, profile, model) -> dict:

@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sg = sub.add_parser("surrogate", help="the CatBoost oracle: generate twin data, train, evaluate")
     ssub = sg.add_subparsers(dest="surrogate_command", required=True, metavar="SURROGATE_COMMAND")
-    g = ssub.add_parser("generate", help="simulate a space-filling design of GPU configurations with the twin")
+    g = ssub.add_parser("generate", help="simulate a space-filling design of GPU configurations with the twin "
+                                                "(or a draw of it near the starvation boundary)")
     g.add_argument("--profile", required=True, help="shipped profile name or profile JSON path")
     g.add_argument("--samples", type=_positive_int, required=True, help="design points to simulate")
     g.add_argument("--out", type=Path, required=True, help="JSON-lines output (an existing file is resumed)")
@@ -177,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the simulated client's local ports (default {LINUX_EPHEMERAL_PORTS}, Linux's; 0: every arrival is sent)")
     g.add_argument("--workers", type=_positive_int, default=2, help="local processes (default 2)")
     g.add_argument("--ray", metavar="ADDRESS", help="run on an existing Ray cluster instead (needs loraplace[ray])")
+    g.add_argument("--near-boundary", action="store_true",
+                   help="simulate --samples points drawn among --candidates design points that a trained model "
+                        "(--model) predicts near the starvation threshold")
+    g.add_argument("--candidates", type=_positive_int, default=20000,
+                   help="design points screened by --near-boundary (default 20000)")
+    g.add_argument("--model", type=Path, help="model folder that selects for --near-boundary (default: the shipped one)")
     g.add_argument("--json", action="store_true", help="print a JSON summary")
     tr = ssub.add_parser("train", help="fit the CatBoost models on twin data (seeded, early stopping)")
     tr.add_argument("--profile", required=True)
@@ -348,14 +355,26 @@ def cmd_profiles(args) -> None:
 
 
 def cmd_surrogate_generate(args) -> None:
+    from loraplace.surrogate.boundary import BoundarySelection
     from loraplace.surrogate.generate import generate
+    from loraplace.surrogate.model import SurrogateModel
+    from loraplace.surrogate.oracle import shipped_model_dir
     from loraplace.twin.profile import load_profile
 
     profile = load_profile(args.profile)
+    selection = None
+    if args.near_boundary:
+        folder = args.model or shipped_model_dir(profile.name)
+        model = SurrogateModel.load(folder)
+        if model.metadata.get("profile") != profile.name:
+            raise ConfigError(f"the model in {folder} was trained for {model.metadata.get('profile')}, not {profile.name}")
+        selection = BoundarySelection(model, args.candidates)
+    elif args.model:
+        raise ConfigError("--model selects points for --near-boundary; give both or neither")
     with reports.progress("simulating design points", args.samples, quiet=args.json) as tick:
         made = generate(profile, args.samples, args.out, seed=args.seed, window=args.window,
                         threshold=args.starvation_threshold, workers=args.workers, ray_address=args.ray, progress=tick,
-                        client=client_with_ports(args.client_ports))
+                        client=client_with_ports(args.client_ports), selection=selection)
     out = {"profile": profile.name, "out": str(args.out), "samples": args.samples, "simulated_now": made}
     print(json.dumps(out) if args.json else f"{made} design points simulated now; {args.out} holds {args.samples}")
 

@@ -167,7 +167,9 @@ def surrogate_evaluation(out: dict) -> None:
     t = Table(title=f"surrogate for {out['profile']}")
     for col in ("against", "rows", "MAPE %", "median APE %", "max APE %", "starvation accuracy", "macro-F1"):
         t.add_column(col, justify="left" if col == "against" else "right")
-    rows = [("twin (held out)", out.get("twin_holdout")), ("measured runs", out.get("measured_runs"))]
+    rows = [("twin (held out)", out.get("twin_holdout"))]
+    rows += [(f"  {k} rows", e) for k, e in (out.get("twin_holdout") or {}).get("by_design", {}).items()]
+    rows.append(("measured runs", out.get("measured_runs")))
     if "measured_runs" in out:
         rows += [(f"  {k} measured", out["measured_runs"].get(f"{k}_subset")) for k in ("unstarved", "starved")]
     for label, e in rows:
@@ -177,5 +179,6 @@ def surrogate_evaluation(out: dict) -> None:
                       _fmt(e.get("starvation_accuracy"), 4), _fmt(e.get("starvation_f1"), 4))
     console.print(t)
     console.print(f"latency: {out['latency_ms_single']:.3f} ms for one call; {out['latency_us_per_row_batch']:.2f} us per row "
-                  f"in a batch of 10,000 (model alone {out['latency_us_per_row_batch_model_only']:.2f} us); copying the "
+                  f"in a batch of 10,000 from arrays ({out['latency_us_per_row_batch_from_queries']:.2f} us from GpuQuery objects, "
+                  f"model alone {out['latency_us_per_row_batch_model_only']:.2f} us); copying the "
                   f"trees to numpy for small calls {out['numpy_trees_build_s']:.2f} s")

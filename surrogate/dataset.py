@@ -36,6 +36,10 @@ class Dataset:
     def subset(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return self.X[rows], {k: v[rows] for k, v in self.y.items()}
 
+    def designs(self) -> np.ndarray:
+        """Per row, the kind of design its file holds ('space-filling' or 'near-boundary')."""
+        return np.repeat([f["design"] for f in self.sources], [f["records"] for f in self.sources])
+
 
 def _log(values: list) -> np.ndarray:
     a = np.array([np.nan if v is None else float(v) for v in values])
@@ -59,7 +63,8 @@ def load_dataset(paths: list[Path], profile: Profile) -> Dataset:
         used = [r for r in records if r["status"] == "ok" and r["ideal_tok_s"] > 0]
         ok += used
         sources.append({"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-                        "records": len(used), "seed": h["seed"], "samples": h["samples"]})
+                        "records": len(used), "seed": h["seed"], "samples": h["samples"],
+                        "design": h.get("selection", {}).get("kind", "space-filling")})
     if len(ok) < 20:
         raise InputFileError(f"only {len(ok)} usable records in {', '.join(map(str, paths))}; generate more samples")
     queries = [GpuQuery.of(r["ranks"], r["rates"], r["max_loras"], LengthSpec(r["mean_input"], r["mean_output"]),

@@ -14,7 +14,7 @@ from loraplace.twin.validate import Run, make_adapters, pattern
 
 from .dataset import load_dataset, split
 from .design import design
-from .features import feature_matrix
+from .features import PER_GPU, feature_matrix, feature_matrix_arrays
 from .metrics import ape_summary, classification_summary
 from .model import SurrogateModel, starved_rule
 from .train import holdout_metrics
@@ -73,8 +73,9 @@ def evaluate_runs(model: SurrogateModel, runs: list[Run], profile: Profile, seed
 
 def latency(model: SurrogateModel, profile: Profile, repeats: int = 200) -> dict:
     """Median time of one single-row oracle call (features, throughput and starvation) through numpy's copy of the
-    trees, and per row of a 10,000-row batch (with and without the features); building that copy is reported
-    apart."""
+    trees, and per row of a 10,000-row batch (median of three): from plain arrays (the estimator's batch interface), from GpuQuery
+    objects (the solvers' path, which also converts Python tuples) and the models alone; building the copy of the
+    trees is reported apart."""
     queries = design(profile, LATENCY_ROWS, seed=12345)
     t = time.perf_counter()
     model.prepare_small_calls()  # what a long job's small calls use (a short job's stay with CatBoost)
@@ -84,13 +85,25 @@ def latency(model: SurrogateModel, profile: Profile, repeats: int = 200) -> dict
         t = time.perf_counter()
         model.predict(feature_matrix([q], profile), ("ratio", "starved"))
         singles.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    X = feature_matrix(queries, profile)
-    t_feat = time.perf_counter() - t
-    t = time.perf_counter()
-    model.predict(X, ("ratio", "starved"))
-    t_model = time.perf_counter() - t
+    arrays = ([len(q.ranks) for q in queries], [r for q in queries for r in q.ranks], [r for q in queries for r in q.rates],
+              *([getattr(q, f) for q in queries] for f in PER_GPU))
+    arrays = tuple(np.array(a) for a in arrays)
+    t_arrays = _median_time(lambda: feature_matrix_arrays(*arrays, profile))
+    t_queries = _median_time(lambda: feature_matrix(queries, profile))
+    X = feature_matrix_arrays(*arrays, profile)
+    t_model = _median_time(lambda: model.predict(X, ("ratio", "starved")))
+    per_row = 1e6 / LATENCY_ROWS
     return {"latency_ms_single": round(float(np.median(singles)) * 1000, 4),
-            "latency_us_per_row_batch": round((t_feat + t_model) / LATENCY_ROWS * 1e6, 3),
-            "latency_us_per_row_batch_model_only": round(t_model / LATENCY_ROWS * 1e6, 3),
+            "latency_us_per_row_batch": round((t_arrays + t_model) * per_row, 3),
+            "latency_us_per_row_batch_from_queries": round((t_queries + t_model) * per_row, 3),
+            "latency_us_per_row_batch_model_only": round(t_model * per_row, 3),
             "numpy_trees_build_s": round(warm_up, 3)}
+
+
+def _median_time(call, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))

@@ -1,8 +1,10 @@
-"""Training data from the twin: simulate every design point and append it to a JSON-lines file.
+"""Training data from the twin: simulate every design point (or a near-boundary draw of them) and append it to
+a JSON-lines file.
 
 The first line records what the data depends on (profile and its hash, twin version, seed, window,
-threshold, the client's ports, sample count); every other line is one simulated configuration. A run that stops part
-way continues where it stopped when started again with the same settings.
+threshold, the client's ports, sample count, and for a near-boundary draw its candidates and selecting
+model); every other line is one simulated configuration. A run that stops part way continues where it
+stopped when started again with the same settings.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from loraplace.twin.client import PortLimitedClient, client_with_ports
 from loraplace.twin.oracle import PLANNING_CLIENT, WINDOW_S, GpuQuery, run_query
 from loraplace.twin.profile import Profile
 
+from .boundary import BoundarySelection
 from .design import design
 
 FORMAT = "loraplace-surrogate-data/1"
@@ -39,10 +42,17 @@ def profile_hash(profile: Profile) -> str:
 
 
 def header(profile: Profile, samples: int, seed: int, window: float, threshold: float,
-           client: PortLimitedClient | None) -> dict:
-    return {"format": FORMAT, "profile": profile.name, "profile_sha256": profile_hash(profile),
+           client: PortLimitedClient | None, selection: BoundarySelection | None = None) -> dict:
+    """What a data file depends on; a near-boundary file also names its candidate design and selecting model."""
+    head = {"format": FORMAT, "profile": profile.name, "profile_sha256": profile_hash(profile),
             "twin_version": twin_version(), "samples": samples, "seed": seed, "window_s": window,
             "starvation_threshold": threshold, "client_ports": client.ports if client else 0}
+    return {**head, "selection": selection.header()} if selection else head
+
+
+def design_size(head: dict) -> int:
+    """Points of the design a file's indices refer to (the candidates, for a near-boundary file)."""
+    return head.get("selection", {}).get("candidates", head["samples"])
 
 
 def header_client(head: dict) -> PortLimitedClient | None:
@@ -127,14 +137,16 @@ def _ray_pool(jobs: list, address: str):
 
 def generate(profile: Profile, samples: int, out: Path, seed: int = 0, window: float = WINDOW_S,
              threshold: float = 0.9, workers: int = 2, ray_address: str | None = None, progress=None,
-             client: PortLimitedClient | None = PLANNING_CLIENT) -> int:
-    """Simulate the design points not yet in `out`; returns how many were simulated now."""
+             client: PortLimitedClient | None = PLANNING_CLIENT, selection: BoundarySelection | None = None) -> int:
+    """Simulate the design points not yet in `out` (with `selection`, `samples` points drawn near the boundary from
+    its candidates); returns how many were simulated now."""
     if samples <= 0:
         raise ConfigError(f"--samples must be positive, got {samples}")
-    head = header(profile, samples, seed, window, threshold, client)
+    head = header(profile, samples, seed, window, threshold, client, selection)
     done = _resume(Path(out), head)
-    points = design(profile, samples, seed)
-    jobs = [(i, profile, q, window, threshold, point_seed(seed, i), client) for i, q in enumerate(points) if i not in done]
+    points = design(profile, design_size(head), seed)
+    chosen = selection.pick(points, profile, samples, threshold, seed) if selection else range(samples)
+    jobs = [(i, profile, points[i], window, threshold, point_seed(seed, i), client) for i in chosen if i not in done]
     if progress:
         progress(len(done))
     stream = _ray_pool(jobs, ray_address) if ray_address else (

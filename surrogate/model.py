@@ -70,10 +70,14 @@ class SurrogateModel:
         out = {}
         if "ratio" in which:
             offered = X[:, FEATURES.index("offered_tok_s")]
+            safe = np.where(offered > 0, offered, 1.0)
             share = self._raw("ratio", X)
-            saturated = np.exp(self._raw("log_saturated_tok_s", X))
-            out["throughput_tok_s"] = np.where(share >= SATURATED, share, np.minimum(saturated / np.where(offered > 0, offered, 1.0), share)) * offered
-            out["ratio"] = out["throughput_tok_s"] / np.where(offered > 0, offered, 1.0)
+            low = share < SATURATED  # only these rows need the saturated model
+            if low.any():
+                saturated = np.exp(self._raw("log_saturated_tok_s", X[low]))
+                share[low] = np.minimum(saturated / safe[low], share[low])
+            out["throughput_tok_s"] = share * offered
+            out["ratio"] = out["throughput_tok_s"] / safe
         if "starved" in which:
             out["starved_probability"] = 1.0 / (1.0 + np.exp(-self._raw("starved", X)))
         if "itl" in which:

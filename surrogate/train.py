@@ -15,7 +15,14 @@ from .model import SurrogateModel, starved_rule
 
 
 def holdout_metrics(model: SurrogateModel, ds: Dataset, rows: np.ndarray) -> dict:
-    """Errors on rows the model never saw: throughput and the oracle's starvation decision (and the classifier's alone)."""
+    """Errors on rows the model never saw: throughput and the oracle's starvation decision (and the classifier's
+    alone); where the data mixes designs, also per design (near-boundary rows are the hardest by construction)."""
+    kinds = ds.designs()[rows]
+    by_design = {k: _metrics(model, ds, rows[kinds == k]) for k in sorted(set(kinds))} if len(set(kinds)) > 1 else {}
+    return {**_metrics(model, ds, rows), **({"by_design": by_design} if by_design else {})}
+
+
+def _metrics(model: SurrogateModel, ds: Dataset, rows: np.ndarray) -> dict:
     X, y = ds.subset(rows)
     pred = model.predict(X)
     ideal = np.array([ds.queries[i].offered_tok_s for i in rows])

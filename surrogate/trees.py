@@ -20,10 +20,12 @@ class ObliviousTrees:
     """The raw formula value (sum of one leaf per tree, scaled and shifted) of a CatBoost model, in numpy."""
 
     def __init__(self, features: np.ndarray, borders: np.ndarray, leaves: np.ndarray, scale: float, bias: float):
+        if features.shape[1] > 8:
+            raise ValueError("trees deeper than 8 levels are not supported")
         self.features, self.borders, self.leaves = features, borders, leaves  # (trees, depth) x2, (trees, 2^depth)
         self.scale, self.bias = scale, bias
-        self.bits = 1 << np.arange(features.shape[1])
-        self.tree = np.arange(len(leaves))
+        self.bits = (1 << np.arange(features.shape[1])).astype(np.uint8)  # a leaf number fits a byte
+        self.first_leaf = np.arange(len(leaves)) * leaves.shape[1]  # each tree's offset in the flat leaf table
 
     @classmethod
     def from_catboost(cls, model) -> "ObliviousTrees":
@@ -48,6 +50,6 @@ class ObliviousTrees:
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """One value per row of X: what CatBoost's predict gives a regressor, the log-odds of a classifier."""
-        holds = X.astype(np.float32)[:, self.features] > self.borders  # (rows, trees, depth)
-        leaf = holds @ self.bits
-        return self.scale * self.leaves[self.tree, leaf].sum(axis=1) + self.bias
+        holds = np.take(X.astype(np.float32), self.features, axis=1) > self.borders  # (rows, trees, depth)
+        leaf = holds.view(np.uint8) @ self.bits
+        return self.scale * self.leaves.ravel()[self.first_leaf + leaf].sum(axis=1) + self.bias

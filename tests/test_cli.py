@@ -81,6 +81,12 @@ def error_of(p):
     (("twin", "validate", "/no/such/runs.csv"), "not found"),
     (("surrogate", "train", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--depth", "17", "--out", "/tmp/unused",
       "--data", str(ROOT / "surrogate/data/qwen-2.5-7b-instruct_h100-64gb.jsonl.gz")), "depth must be 1 to 16"),
+    (("surrogate", "generate", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--samples", "5", "--out", "/tmp/unused",
+      "--model", "/no/such/model"), "give both or neither"),
+    (("surrogate", "generate", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--samples", "5", "--out", "/tmp/unused",
+      "--near-boundary", "--model", "/no/such/model"), "no surrogate model"),
+    (("surrogate", "generate", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--samples", "5", "--out", "/tmp/unused",
+      "--near-boundary", "--model", str(ROOT / "surrogate/models/llama-3.1-8b-instruct_h100-64gb")), "trained for llama"),
     (("calibrate", "/no/such/dir", "--model", "m", "--gpu", "g", "--vllm-version", "0.8.5", "--max-model-len", "10"), "not found"),
 ])
 def test_bad_input_is_one_line(args, message):

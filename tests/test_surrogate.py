@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from loraplace.surrogate.design import MAX_ADAPTERS, MAX_RATE, MIN_ADAPTERS, MIN_RATE, design
-from loraplace.surrogate.features import FEATURES, feature_matrix
+from loraplace.surrogate.features import FEATURES, feature_matrix, feature_matrix_arrays
 from loraplace.surrogate.generate import generate, read_data
 from loraplace.surrogate.metrics import macro_f1
 from loraplace.surrogate.model import SurrogateModel
@@ -50,6 +50,23 @@ def test_features_match_a_direct_computation(llama):
         assert row["slot_share"] == pytest.approx(rates[:q.max_loras].sum() / rates.sum())
         assert row["offered_tok_s"] == pytest.approx(q.offered_tok_s)
     assert np.allclose(feature_matrix(qs[7:8], llama), X[7:8])
+
+
+def test_features_from_plain_arrays_match_the_queries_in_any_adapter_order(llama):
+    qs = design(llama, 40, seed=2)
+    rng = np.random.default_rng(0)
+    ranks, rates = [], []
+    for q in qs:  # each GPU's adapters shuffled: the arrays path must restore GpuQuery's order
+        order = rng.permutation(len(q.ranks))
+        ranks += [q.ranks[i] for i in order]
+        rates += [q.rates[i] for i in order]
+    per_gpu = [[getattr(q, f) for q in qs] for f in ("max_loras", "max_lora_rank", "mean_input", "mean_output")]
+    X = feature_matrix_arrays([len(q.ranks) for q in qs], ranks, rates, *per_gpu, llama)
+    assert np.array_equal(X, feature_matrix(qs, llama))
+    with pytest.raises(ConfigError, match="adapters counted"):
+        feature_matrix_arrays([len(q.ranks) for q in qs], ranks[1:], rates[1:], *per_gpu, llama)
+    with pytest.raises(ConfigError, match="at least 1"):
+        feature_matrix_arrays([0], [], [], [8], [8], [223.0], [196.0], llama)
 
 
 def test_generation_resumes_and_refuses_other_settings(llama, tmp_path):
@@ -106,6 +123,35 @@ def test_saved_model_reloads_with_the_same_predictions(tiny_model):
     again = SurrogateModel.load(folder).predict(X)
     for k, v in model.predict(X).items():
         assert np.array_equal(v, again[k])
+
+
+def test_near_boundary_design_draws_only_from_the_band_and_names_its_selector(tiny_model, tmp_path):
+    from loraplace.surrogate.boundary import PROBABILITY_BAND, RATIO_BAND, BoundarySelection
+    from loraplace.surrogate.dataset import load_dataset
+
+    llama, data, folder = tiny_model
+    model = SurrogateModel.load(folder)
+    selection = BoundarySelection(model, candidates=400)
+    points = design(llama, 400, seed=5)
+    pred = model.predict(feature_matrix(points, llama), ("ratio", "starved"))
+    near = (((pred["ratio"] - 0.9 > RATIO_BAND[0]) & (pred["ratio"] - 0.9 < RATIO_BAND[1]))
+            | ((pred["starved_probability"] > PROBABILITY_BAND[0]) & (pred["starved_probability"] < PROBABILITY_BAND[1])))
+    assert 6 <= near.sum() < len(points)  # the band keeps some candidates, not all
+    picked = selection.pick(points, llama, 6, 0.9, seed=5)
+    assert picked == selection.pick(points, llama, 6, 0.9, seed=5) and len(set(picked)) == 6
+    assert near[picked].all()
+    with pytest.raises(ConfigError, match="raise --candidates"):
+        selection.pick(points, llama, int(near.sum()) + 1, 0.9, seed=5)
+
+    out = tmp_path / "boundary.jsonl"
+    assert generate(llama, 3, out, seed=5, window=120.0, workers=1, selection=selection) == 3
+    head, records = read_data(out)
+    assert head["selection"]["candidates"] == 400
+    assert head["selection"]["selector"]["data_sha256"] == model.metadata["data"]["sha256"]
+    assert [r["index"] for r in records] == selection.pick(points, llama, 3, 0.9, seed=5)
+    assert all(tuple(r["rates"]) == points[r["index"]].rates for r in records)
+    kinds = load_dataset([data, out], llama).designs()
+    assert list(kinds[-3:]) == ["near-boundary"] * 3 and set(kinds[:-3]) == {"space-filling"}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -183,9 +229,12 @@ def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_shipped_data_is_reproduced_by_the_twin(profile):
     """Re-simulate a few design points of each shipped data file (a starved and a served one, one whose client ran out
-    of ports, one that fails to start): the twin must give the recorded records. Without the C core the Python loop,
+    of ports, one that fails to start, except in a near-boundary draw): the twin must give the recorded records, and
+    each record's configuration must be its design point. Without the C core the Python loop,
     whose times differ in the last bits (summation order), must agree to 1e-6."""
-    from loraplace.surrogate.generate import header_client, point_seed, sample_record
+    from loraplace.surrogate.generate import design_size, header_client, point_seed, sample_record
+    import hashlib
+
     from loraplace.twin import native
     from loraplace.twin.profile import load_profile
 
@@ -193,12 +242,17 @@ def test_shipped_data_is_reproduced_by_the_twin(profile):
     meta = json.loads((Path(str(shipped_model_dir(profile))) / "metadata.json").read_text())
     for f in meta["data"]["files"]:
         head, records = read_data(ROOT / "surrogate" / "data" / f["file"])
-        points = design(p, head["samples"], head["seed"])
+        points = design(p, design_size(head), head["seed"])
         served = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["wall_s"])
         kept = [r for r in served if not r["dropped"]]
         chosen = ([r for r in kept if r["starved"]][:1] + [r for r in kept if not r["starved"]][:1]
                   + [r for r in served if r["dropped"]][:1] + [r for r in records if r["status"] != "ok"][:1])
-        assert len(chosen) == 4
+        assert len(chosen) == (3 if "selection" in head else 4)  # a near-boundary draw keeps servers that start
+        if "selection" in head:  # its selecting model was trained on shipped files (the Dataset.sha256 rule)
+            selector = head["selection"]["selector"]
+            digests = "".join(hashlib.sha256((ROOT / "surrogate" / "data" / name).read_bytes()).hexdigest()
+                              for name in selector["data_files"])
+            assert hashlib.sha256(digests.encode()).hexdigest() == selector["data_sha256"]
         for rec in chosen:
             sim = sample_record((rec["index"], p, points[rec["index"]], head["window_s"], head["starvation_threshold"],
                                  point_seed(head["seed"], rec["index"]), header_client(head)))
