@@ -7,21 +7,27 @@ yields a no-good cut on a small subset of its adapters that still fails (more ad
 every GPU holding that subset fails too), and the master is asked again. An answer whose GPUs all pass
 becomes the new best (and U - 2 is asked next); a master proven infeasible proves the best optimal.
 
-    find x, z, w  on G = U - 1 GPUs, all used
-    s.t. sum_g x[a,g] = 1                                   every adapter on one GPU
-         sum_r z[g,r] = 1                                   each GPU has one rank class
-         x[a,g] <= sum_{r >= rank a} z[g,r]                 an adapter needs a class at least its rank
-         sum_i w[g,r,i] = z[g,r]                            a GPU of class r picks one adapter-count bracket
-         sum_i b_i w <= sum_a x[a,g] <= sum_i e_i w         its adapters lie within that bracket
-         sum_a load_a x[a,g] <= sum_{r,i} L[r,i] w[g,r,i]   offered tokens/s within the bracket's bound
-         x[a,g] = 0 for g > a                               identical GPUs ordered by their first adapter
-         sum_{c in T} y[g,c,m_c] <= |T| - 1                 no-good cuts from the oracle, lifted to classes
-         (N[g,c] - m + 1) y[g,c,m] >= n[g,c] - m + 1        y = 1 once GPU g holds m adapters of class c
+Adapters of one (rank, rate) class are interchangeable to the oracle, which sees a multiset, and to the
+relaxation, so the master counts adapters per class instead of placing each one: n[g,c] of the N_c
+adapters of class c (rank k_c, offered load l_c) go on GPU g. Paper-style instances have a handful of
+classes, so the master stays small however many adapters there are.
 
-Adapters of one (rank, rate) class are interchangeable to the oracle, which sees a multiset, so a failing
-subset S cuts every GPU holding at least as many adapters of each of its classes c in T as S does (m_c of
-N[g,c] that g may hold; n[g,c] of them on g), not only S itself: a cut on the adapters alone would let the
-master swap in an identical adapter, once per adapter. A cut with one class is a plain count limit.
+    find n, z, w, y  on G = U - 1 GPUs, all used
+    s.t. sum_g n[g,c] = N_c                                 every adapter on one GPU
+         sum_r z[g,r] = 1                                   each GPU has one rank class
+         n[g,c] <= N_c sum_{r >= k_c} z[g,r]                an adapter needs a class at least its rank
+         sum_i w[g,r,i] = z[g,r]                            a GPU of class r picks one adapter-count bracket
+         sum_i b_i w <= sum_c n[g,c] <= sum_i e_i w         its adapters lie within that bracket
+         sum_c l_c n[g,c] <= sum_{r,i} L[r,i] w[g,r,i]      offered tokens/s within the bracket's bound
+         sum_c l_c n[g,c] >= sum_c l_c n[g+1,c]             identical GPUs ordered by load
+         sum_{(k,t) in T} y[g,k,t,m] <= |T| - 1             no-good cuts from the oracle, on counts
+         (U - m + 1) y[g,k,t,m] >= n[g,k,>=t] - m + 1       y = 1 once g holds m adapters of rank k, rate >= t
+
+A failing subset S has, for each rank k and each of its rates t, m adapters of rank k and rate >= t.
+A GPU meeting all those counts holds S with some rates grown (match S's heaviest adapters first), which
+fails too under the capacity table's assumption that a growing rate never helps. So one failing subset
+cuts every such GPU, not only S itself (n[g,k,>=t] sums the classes of rank k and rate >= t; U is how
+many the instance has); a cut with one (k, t) is a plain count limit.
 """
 
 from __future__ import annotations
@@ -70,21 +76,38 @@ def _bracket_end(table: CapacityTable, r: int, i: int) -> int:
     return b[i + 1] - 1 if i + 1 < len(b) else table.max_adapters[r]
 
 
-def _build(backend, inst: PlacementInstance, table: CapacityTable, gpus: int, cuts: list[list[int]]):
-    A, G, R = range(len(inst.adapters)), range(gpus), table.classes
-    rank = [a.rank for a in inst.adapters]
-    load = [math.floor(inst.load(a)) for a in inst.adapters]  # rounded down: the relaxation stays valid
+@dataclass(frozen=True)
+class AdapterClasses:
+    """The instance's adapters grouped by (rank, rate): what the oracle and the relaxation tell apart."""
+
+    members: tuple[tuple[int, ...], ...]  # adapter indices per class
+    of: tuple[int, ...]  # class of each adapter
+
+    @classmethod
+    def of_instance(cls, inst: PlacementInstance) -> "AdapterClasses":
+        kind: dict[tuple[int, float], int] = {}
+        of = tuple(kind.setdefault((a.rank, a.rate), len(kind)) for a in inst.adapters)
+        return cls(tuple(tuple(i for i, c in enumerate(of) if c == k) for k in range(len(kind))), of)
+
+
+def _build(backend, inst: PlacementInstance, table: CapacityTable, classes: AdapterClasses, gpus: int,
+           cuts: list[list[int]]):
+    C, G, R = range(len(classes.members)), range(gpus), table.classes
+    size = [len(m) for m in classes.members]
+    rank = [inst.adapters[m[0]].rank for m in classes.members]
+    rate = [inst.adapters[m[0]].rate for m in classes.members]
+    load = [math.floor(inst.load(inst.adapters[m[0]])) for m in classes.members]  # rounded down: stays valid
+    n = {(g, c): backend.int_var(f"n_{g}_{c}", 0, size[c]) for g in G for c in C}
     z = {(g, r): backend.bool_var(f"z_{g}_{r}") for g in G for r in R}
-    x = {(a, g): backend.bool_var(f"x_{a}_{g}") for a in A for g in G if g <= a}
     # Every adapter on exactly one GPU.
-    for a in A:
-        backend.add(backend.total(x[a, g] for g in G if g <= a) == 1)
+    for c in C:
+        backend.add(backend.total(n[g, c] for g in G) == size[c])
     # Each GPU has exactly one rank class (its --max-lora-rank).
     for g in G:
         backend.add(backend.total(z[g, r] for r in R) == 1)
     # An adapter needs a rank class at least its own rank.
-    for (a, g), v in x.items():
-        backend.add(v <= backend.total(z[g, r] for r in R if r >= rank[a]))
+    for (g, c), v in n.items():
+        backend.add(v <= size[c] * backend.total(z[g, r] for r in R if r >= rank[c]))
     # Capacity table: a used GPU of class r picks one adapter-count bracket i (counts b_i .. b_{i+1} - 1).
     w = {(g, r, i): backend.bool_var(f"w_{g}_{r}_{i}") for g in G for r in R for i in range(len(table.brackets[r]))}
     for g in G:
@@ -92,38 +115,60 @@ def _build(backend, inst: PlacementInstance, table: CapacityTable, gpus: int, cu
             backend.add(backend.total(w[g, r, i] for i in range(len(table.brackets[r]))) == z[g, r])
     # Adapters per GPU within its bracket, and at most the class's maximum.
     for g in G:
-        count = backend.total(x[a, g] for a in A if g <= a)
+        count = backend.total(n[g, c] for c in C)
         backend.add(count >= backend.total(b * w[g, r, i] for r in R for i, b in enumerate(table.brackets[r])))
         backend.add(count <= backend.total(_bracket_end(table, r, i) * w[g, r, i]
                                            for r in R for i in range(len(table.brackets[r]))))
     # Offered tokens/s per GPU within the bound of its bracket.
+    offered = {g: backend.total(load[c] * n[g, c] for c in C) for g in G}
     for g in G:
-        backend.add(backend.total(load[a] * x[a, g] for a in A if g <= a)
-                    <= backend.total(math.ceil(table.max_load[r][i]) * w[g, r, i]
-                                     for r in R for i in range(len(table.brackets[r]))))
-    # No-good cuts: no GPU holds as many adapters of each class as a subset the oracle rejected.
-    kind: dict[tuple[int, float], int] = {}  # (rank, rate) -> class
-    cls = [kind.setdefault((rank[a], inst.adapters[a].rate), len(kind)) for a in A]
-    of_class: dict[int, list[int]] = {}
-    for a in A:
-        of_class.setdefault(cls[a], []).append(a)
-    reached = {}  # (g, c, m) -> y, true once GPU g holds m adapters of class c
+        backend.add(offered[g] <= backend.total(math.ceil(table.max_load[r][i]) * w[g, r, i]
+                                                for r in R for i in range(len(table.brackets[r]))))
+    # Identical GPUs ordered by offered load.
+    for g in G[:-1]:
+        backend.add(offered[g] >= offered[g + 1])
+    # No-good cuts: no GPU holds, per rank and for each rate of a subset the oracle rejected, at least as many
+    # adapters of that rank and that rate or more as the subset (it would hold the subset with rates grown).
+    reached = {}  # (g, k, t, m) -> y, true once GPU g holds m adapters of rank k and rate >= t
     for subset in cuts:
-        need = Counter(cls[a] for a in subset)
+        need = _heavier_counts([inst.adapters[a] for a in subset])
         for g in G:
-            held = {c: [x[a, g] for a in of_class[c] if g <= a] for c in need}
-            if any(len(held[c]) < m for c, m in need.items()):
-                continue  # g cannot hold that many of some class
+            def at_least(k, t):
+                return backend.total(n[g, c] for c in C if rank[c] == k and rate[c] >= t)
             if len(need) == 1:
-                (c, m), = need.items()
-                backend.add(backend.total(held[c]) <= m - 1)
+                (k, t, m), = need
+                backend.add(at_least(k, t) <= m - 1)
                 continue
-            for c, m in need.items():
-                if (g, c, m) not in reached:
-                    y = reached[g, c, m] = backend.bool_var(f"y_{g}_{c}_{m}")
-                    backend.add((len(held[c]) - m + 1) * y >= backend.total(held[c]) - (m - 1))
-            backend.add(backend.total(reached[g, c, m] for c, m in need.items()) <= len(need) - 1)
-    return x
+            for k, t, m in need:
+                if (g, k, t, m) not in reached:
+                    y = reached[g, k, t, m] = backend.bool_var(f"y_{g}_{len(reached)}")
+                    most = sum(size[c] for c in C if rank[c] == k and rate[c] >= t)
+                    backend.add((most - m + 1) * y >= at_least(k, t) - (m - 1))
+            backend.add(backend.total(reached[g, k, t, m] for k, t, m in need) <= len(need) - 1)
+
+
+def _heavier_counts(adapters) -> list[tuple[int, float, int]]:
+    """(rank, rate, m) per rank and distinct rate of `adapters`: m of them have that rank and that rate or more.
+    A GPU meeting every count holds a copy of the set with some rates grown (match the heaviest first)."""
+    out = []
+    for k in sorted({a.rank for a in adapters}):
+        rates = sorted((a.rate for a in adapters if a.rank == k), reverse=True)
+        out += [(k, t, sum(r >= t for r in rates)) for t in sorted(set(rates), reverse=True)]
+    return out
+
+
+def _contents(values: dict, classes: AdapterClasses, inst: PlacementInstance, gpus: int) -> list[list[Share]]:
+    """The master's counts turned into adapters: each class's members dealt out to the GPUs in order."""
+    left = [list(m) for m in classes.members]
+    out = []
+    for g in range(gpus):
+        shares = []
+        for c, members in enumerate(left):
+            take = values[f"n_{g}_{c}"]
+            shares += [Share(inst.adapters[a]) for a in members[:take]]
+            del members[:take]
+        out.append(shares)
+    return out
 
 
 def make_backend(name: str):
@@ -136,24 +181,21 @@ def benders(inst: PlacementInstance, oracle: Oracle, table: CapacityTable, start
     t0 = time.perf_counter()
     best, lb, cuts, it = start, lower, [], 0
     index = {a.id: i for i, a in enumerate(inst.adapters)}
+    classes = AdapterClasses.of_instance(inst)
     while lb < len(best):
         left = time_limit - (time.perf_counter() - t0)
         if left <= 0.5:
             break
         it += 1
         backend = make_backend(backend_name)
-        x = _build(backend, inst, table, len(best) - 1, cuts)
+        _build(backend, inst, table, classes, len(best) - 1, cuts)
         answer = backend.solve(left)
         if answer.infeasible:  # no placement on one GPU fewer passes even the relaxation and the cuts
             lb = len(best)
             break
         if answer.values is None:  # time ran out
             break
-        groups: dict[int, list[Share]] = {}
-        for (a, g), _ in x.items():
-            if answer.values[f"x_{a}_{g}"]:
-                groups.setdefault(g, []).append(Share(inst.adapters[a]))
-        contents = list(groups.values())
+        contents = _contents(answer.values, classes, inst, len(best) - 1)
         plans = fit_many(oracle, contents, inst.lengths)
         failed = [c for c, p in zip(contents, plans) if p is None]
         if not failed:

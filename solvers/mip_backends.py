@@ -14,7 +14,7 @@ from .arcflow import quiet_native_output
 
 @dataclass
 class MipAnswer:
-    values: dict | None  # variable name -> 0/1, None when no solution was found
+    values: dict | None  # variable name -> integer value, None when no solution was found
     infeasible: bool  # proven to have no solution
 
 
@@ -28,6 +28,10 @@ class CpSatBackend:
 
     def bool_var(self, name: str):
         v = self.vars[name] = self.model.NewBoolVar(name)
+        return v
+
+    def int_var(self, name: str, lo: int, hi: int):
+        v = self.vars[name] = self.model.NewIntVar(lo, hi, name)
         return v
 
     def total(self, terms):
@@ -59,6 +63,10 @@ class PulpBackend:
 
     def bool_var(self, name: str):
         v = self.vars[name] = self.prob.add_variable(name, 0, 1, cat="Binary")
+        return v
+
+    def int_var(self, name: str, lo: int, hi: int):
+        v = self.vars[name] = self.prob.add_variable(name, lo, hi, cat="Integer")
         return v
 
     def total(self, terms):
