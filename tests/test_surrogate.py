@@ -157,7 +157,7 @@ def test_near_boundary_design_draws_only_from_the_band_and_names_its_selector(ti
 @pytest.mark.parametrize("profile", PROFILES)
 def test_numpy_trees_answer_small_calls_as_catboost_does(profile):
     """Calls of a few rows go to numpy's copy of the trees once built; every output matches CatBoost's on the same
-    rows. The copy is built for a model once CatBoost has answered as many small calls as the model has trees."""
+    rows. The copy is built for a model once CatBoost has answered half as many small calls as the model has trees."""
     from loraplace.surrogate.model import NUMPY_ROWS
     from loraplace.twin.profile import load_profile
 
@@ -166,9 +166,9 @@ def test_numpy_trees_answer_small_calls_as_catboost_does(profile):
     X = feature_matrix(design(prof, 3 * NUMPY_ROWS + 10, seed=4), prof)
     batch = model.predict(X)  # CatBoost
     fewest = min(model.models, key=lambda t: model.models[t].tree_count_)
-    for _ in range(model.models[fewest].tree_count_):
+    for _ in range(model.models[fewest].tree_count_ // 2):
         model.predict(X[:1], ("starved",) if fewest == "starved" else ("ratio",))
-    assert not model.trees  # as many small calls as the smallest model has trees: all still CatBoost's
+    assert not model.trees  # half as many small calls as the smallest model has trees: all still CatBoost's
     model.predict(X[:1])
     assert fewest in model.trees and len(model.trees) < len(model.models)
     model.prepare_small_calls()
