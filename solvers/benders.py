@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from loraplace.twin.oracle import Oracle
@@ -80,14 +79,14 @@ def _bracket_end(table: CapacityTable, r: int, i: int) -> int:
 class AdapterClasses:
     """The instance's adapters grouped by (rank, rate): what the oracle and the relaxation tell apart."""
 
-    members: tuple[tuple[int, ...], ...]  # adapter indices per class
-    of: tuple[int, ...]  # class of each adapter
+    members: tuple[tuple[int, ...], ...]  # adapter indices per class, in order of first appearance
 
     @classmethod
     def of_instance(cls, inst: PlacementInstance) -> "AdapterClasses":
-        kind: dict[tuple[int, float], int] = {}
-        of = tuple(kind.setdefault((a.rank, a.rate), len(kind)) for a in inst.adapters)
-        return cls(tuple(tuple(i for i, c in enumerate(of) if c == k) for k in range(len(kind))), of)
+        groups: dict[tuple[int, float], list[int]] = {}
+        for i, a in enumerate(inst.adapters):
+            groups.setdefault((a.rank, a.rate), []).append(i)
+        return cls(tuple(tuple(m) for m in groups.values()))
 
 
 def _build(backend, inst: PlacementInstance, table: CapacityTable, classes: AdapterClasses, gpus: int,
@@ -132,18 +131,18 @@ def _build(backend, inst: PlacementInstance, table: CapacityTable, classes: Adap
     reached = {}  # (g, k, t, m) -> y, true once GPU g holds m adapters of rank k and rate >= t
     for subset in cuts:
         need = _heavier_counts([inst.adapters[a] for a in subset])
+        heavier = {(k, t): [c for c in C if rank[c] == k and rate[c] >= t] for k, t, _ in need}
         for g in G:
-            def at_least(k, t):
-                return backend.total(n[g, c] for c in C if rank[c] == k and rate[c] >= t)
+            held = {kt: backend.total(n[g, c] for c in cs) for kt, cs in heavier.items()}
             if len(need) == 1:
                 (k, t, m), = need
-                backend.add(at_least(k, t) <= m - 1)
+                backend.add(held[k, t] <= m - 1)
                 continue
             for k, t, m in need:
                 if (g, k, t, m) not in reached:
                     y = reached[g, k, t, m] = backend.bool_var(f"y_{g}_{len(reached)}")
-                    most = sum(size[c] for c in C if rank[c] == k and rate[c] >= t)
-                    backend.add((most - m + 1) * y >= at_least(k, t) - (m - 1))
+                    most = sum(size[c] for c in heavier[k, t])
+                    backend.add((most - m + 1) * y >= held[k, t] - (m - 1))
             backend.add(backend.total(reached[g, k, t, m] for k, t, m in need) <= len(need) - 1)
 
 
