@@ -93,4 +93,7 @@ def _rows(n: np.ndarray, ranks: np.ndarray, rates: np.ndarray, m: np.ndarray, ml
         "effective_adapters": safe**2 / np.maximum(squares, 1e-300),
         "offered_tok_s": offered, "offered_per_slot": offered / m, "mean_input": lin, "mean_output": lout, "kv_tokens": kv,
     }
-    return np.column_stack([cols[f] for f in FEATURES])
+    out = np.empty((len(n), len(FEATURES)))
+    for j, f in enumerate(FEATURES):
+        out[:, j] = cols[f]
+    return out
