@@ -20,6 +20,7 @@ from loraplace.twin.errors import ConfigError
 from loraplace.twin.oracle import GpuQuery
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "surrogate" / "data"  # the shipped models' training data
 PROFILES = ("llama-3.1-8b-instruct_h100-64gb", "qwen-2.5-7b-instruct_h100-64gb")
 
 
@@ -206,7 +207,7 @@ def test_shipped_model_matches_its_recorded_data(profile):
 
     meta = json.loads((Path(str(shipped_model_dir(profile))) / "metadata.json").read_text())
     for f in meta["data"]["files"]:
-        assert hashlib.sha256((ROOT / "surrogate" / "data" / f["file"]).read_bytes()).hexdigest() == f["sha256"]
+        assert hashlib.sha256((DATA / f["file"]).read_bytes()).hexdigest() == f["sha256"]
     assert meta["profile"] == profile
 
 
@@ -218,7 +219,7 @@ def test_shipped_model_is_reproduced_by_its_command(profile, tmp_path):
     p = load_profile(profile)
     folder = Path(str(shipped_model_dir(profile)))
     meta = json.loads((folder / "metadata.json").read_text())
-    train([ROOT / "surrogate" / "data" / f["file"] for f in meta["data"]["files"]], p, tmp_path / "m",
+    train([DATA / f["file"] for f in meta["data"]["files"]], p, tmp_path / "m",
           seed=meta["split"]["seed"], params=meta["params"])
     X = feature_matrix(design(p, 200, seed=77), p)
     shipped, again = SurrogateModel.load(folder).predict(X), SurrogateModel.load(tmp_path / "m").predict(X)
@@ -241,7 +242,7 @@ def test_shipped_data_is_reproduced_by_the_twin(profile):
     p = load_profile(profile)
     meta = json.loads((Path(str(shipped_model_dir(profile))) / "metadata.json").read_text())
     for f in meta["data"]["files"]:
-        head, records = read_data(ROOT / "surrogate" / "data" / f["file"])
+        head, records = read_data(DATA / f["file"])
         points = design(p, design_size(head), head["seed"])
         served = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["wall_s"])
         kept = [r for r in served if not r["dropped"]]
@@ -250,7 +251,7 @@ def test_shipped_data_is_reproduced_by_the_twin(profile):
         assert len(chosen) == (3 if "selection" in head else 4)  # a near-boundary draw keeps servers that start
         if "selection" in head:  # its selecting model was trained on shipped files (the Dataset.sha256 rule)
             selector = head["selection"]["selector"]
-            digests = "".join(hashlib.sha256((ROOT / "surrogate" / "data" / name).read_bytes()).hexdigest()
+            digests = "".join(hashlib.sha256((DATA / name).read_bytes()).hexdigest()
                               for name in selector["data_files"])
             assert hashlib.sha256(digests.encode()).hexdigest() == selector["data_sha256"]
         for rec in chosen:
@@ -287,7 +288,7 @@ def test_shipped_model_meets_the_held_out_targets(profile):
     from loraplace.twin.profile import load_profile
 
     model = SurrogateModel.load(shipped_model_dir(profile))
-    files = [ROOT / "surrogate" / "data" / f["file"] for f in model.metadata["data"]["files"]]
+    files = [DATA / f["file"] for f in model.metadata["data"]["files"]]
     out = evaluate_holdout(model, files, load_profile(profile))
     assert out["note"].startswith("held-out")
     spread, near = out["by_design"]["space-filling"], out["by_design"]["near-boundary"]
