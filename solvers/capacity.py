@@ -6,14 +6,17 @@ most adapters of the instance's smallest rate one GPU of rank class r can serve)
 so is `max_load[r][i]`, the largest feasible offered load with at least `brackets[i]` adapters, found
 on two mixes of rates (equal, and one adapter carrying half the load), no rate above the instance's
 largest, with the oracle's margin for other mixes: an assumption, stated here because the exact
-strategies' optimality claims rest on it. A bracket's bound never exceeds what the instance's heaviest
-adapters could offer at that count. The exact strategies' master problem uses the
-whole table; the simple bound below uses its first column.
+strategies' optimality claims rest on it. Probes hold adapters all of the class's rank; the oracle's
+rank margin covers GPUs with smaller ranks among them (the twin only sees --max-lora-rank; a surrogate
+may not). A bracket's bound never exceeds what the instance's heaviest adapters could offer at that
+count. The exact strategies' master problem uses the whole table; the simple bound below uses its first
+column. `mix_table` reads a finer table off the instance's own mixes of rates where they are few.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +26,12 @@ from loraplace.twin.oracle import Oracle
 
 from .bounds import l2
 from .bpp_instances import BinPackingInstance
-from .gpu_fit import fit_many
+from .gpu_fit import best_slots, fit_many
 from .placement import PlacementInstance, Share
 
 SHAPES = ("equal", "one-heavy")
+MIX_SEARCHES = 10_000  # most mixes `mix_table` may look at (each a binary search: about 1 s per 3,000 here)
+MIX_RATES = 6  # most distinct rates `mix_table` tries (the mixes of more outnumber MIX_SEARCHES at a few adapters)
 # Adapter counts where a load bound starts: fine for a cheap oracle, coarse for the twin (each probe a simulation).
 BRACKETS_FINE = (*range(1, 17), 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 BRACKETS_COARSE = (1, 8, 32, 128)
@@ -48,8 +53,8 @@ class CapacityTable:
         return self.max_load[r][i]
 
     def lower_bound(self, inst: PlacementInstance) -> float:
-        """GPUs any feasible placement needs: adapters of rank >= r only fit GPUs of class >= r, which hold less.
-        Infinite when some rank class can hold nothing."""
+        """GPUs any feasible placement needs: adapters of rank >= r only fit GPUs of class >= r. Infinite when the
+        classes that could hold some adapter hold nothing."""
         ranks = np.array([a.rank for a in inst.adapters])
         loads = np.array([inst.load(a) for a in inst.adapters])
         best = 1
@@ -57,12 +62,13 @@ class CapacityTable:
             sel = ranks >= r
             if not sel.any():
                 continue
-            if self.max_adapters[r] == 0 or self.load_bound(r) <= 0:
+            higher = [k for k in self.classes if k >= r]
+            most, load = max(self.max_adapters[k] for k in higher), max(self.load_bound(k) for k in higher)
+            if most == 0 or load <= 0:
                 return math.inf
             # Loads rounded down and bounds up, as in the master problem: a bound equal to the load (the heaviest
             # adapters' sum, added in another order) must not round up to one GPU more.
-            best = max(best, math.ceil(sel.sum() / self.max_adapters[r]),
-                       math.ceil(int(np.floor(loads[sel]).sum()) / math.ceil(self.load_bound(r))))
+            best = max(best, math.ceil(sel.sum() / most), math.ceil(int(np.floor(loads[sel]).sum()) / math.ceil(load)))
         cap = max(self.load_bound(r) for r in self.classes)
         if loads.max() > cap:
             return math.inf
@@ -120,8 +126,112 @@ def capacity_table(inst: PlacementInstance, oracle: Oracle) -> CapacityTable:
         ends = [*(b - 1 for b in starts[r][1:]), max(max_adapters[r], 1)]
         # Capacity falls with the adapter count, so a bracket's bound is the probe at its smallest count, times the
         # margin for other mixes over its counts...
-        probed = np.minimum.accumulate([oracle.shape_margin(b, e) * max(probe(s, b) for s in SHAPES)
+        probed = np.minimum.accumulate([oracle.shape_margin(b, e) * oracle.rank_margin * max(probe(s, b) for s in SHAPES)
                                         for b, e in zip(starts[r], ends)])
         # ...and never more than the heaviest adapters of the instance can offer at the bracket's largest count.
         loads[r] = tuple(float(min(p, heaviest[min(e, len(rates)) - 1])) for p, e in zip(probed, ends))
     return CapacityTable(classes, max_adapters, starts, loads)
+
+
+
+def mix_table(inst: PlacementInstance, oracle: Oracle, coarse: CapacityTable) -> CapacityTable | None:
+    """The capacity table read off the oracle for this instance's own rates, one bracket per adapter count.
+
+    Where the instance has few distinct rates (the paper's three-rate mixes), every mix of them can be asked
+    for, so the margin for unprobed mixes of rates is not needed (the one for smaller ranks still is): per rank
+    class and count n, the bound is the largest load of n adapters, drawn from the rates (and counts) of the
+    adapters that class may hold, that the oracle accepts. Of `capacity_table`'s assumptions it needs one, that
+    a rate that shrinks never hurts, which makes the accepted mixes a staircase: given the counts of all rates
+    but the two smallest, a binary search over the count of the second smallest (the smallest takes the rest)
+    finds the heaviest accepted mix. None when the instance has more than MIX_RATES distinct rates or that would
+    look at more than MIX_SEARCHES mixes."""
+    searches, left = {}, MIX_SEARCHES
+    for r in coarse.classes:
+        searches[r] = MixSearches.of(Counter(a.rate for a in inst.adapters if a.rank <= r), coarse.max_adapters[r], left)
+        if searches[r] is None:
+            return None
+        left -= len(searches[r].counts)
+    starts, loads = {}, {}
+    for r, s in searches.items():
+        # the most load any n adapters this class may hold offer, as `capacity_table` caps its brackets
+        offer = np.cumsum(sorted((a.rate for a in inst.adapters if a.rank <= r), reverse=True)) * inst.tokens_per_request
+        heaviest: dict[int, float] = {}
+        for n, mix in zip(s.counts, s.heaviest(lambda mixes: accepts_mixes(oracle, inst, r, s.rates, mixes))):
+            if mix is not None:
+                load = oracle.rank_margin * inst.tokens_per_request * float(mix @ s.rates)
+                heaviest[n] = max(heaviest.get(n, 0.0), min(load, float(offer[n - 1])))
+        starts[r] = tuple(range(1, max(heaviest, default=1) + 1))
+        loads[r] = tuple(heaviest.get(n, 0.0) for n in starts[r])
+    return CapacityTable(coarse.classes, {r: heaviest_n(loads[r]) for r in coarse.classes}, starts, loads)
+
+
+def heaviest_n(loads: tuple[float, ...]) -> int:
+    """The largest adapter count with an accepted mix (0 if none)."""
+    return max((n for n, x in enumerate(loads, 1) if x > 0), default=0)
+
+
+@dataclass
+class MixSearches:
+    """One binary search per adapter count n and counts of the rates above the two smallest: over the count of
+    the second smallest rate, between lo and hi (the smallest rate takes the rest of the n)."""
+
+    rates: np.ndarray  # distinct rates, decreasing
+    counts: np.ndarray  # n per search
+    prefixes: np.ndarray  # (searches, rates - 2): counts of the larger rates
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @classmethod
+    def of(cls, available: Counter, most: int, limit: int) -> "MixSearches | None":
+        """The searches for counts 1 to `most`; None when more than `limit` mixes would have to be looked at."""
+        if len(available) > MIX_RATES:
+            return None
+        rates = sorted(available, reverse=True) + [0.0] * (len(available) < 2)  # one rate: a second of no adapters
+        have = [available.get(x, 0) for x in rates]
+        rows = []
+        for n in range(1, most + 1):
+            for prefix in _prefix_counts(have[:-2], n):
+                limit -= 1
+                if limit < 0:
+                    return None
+                rest = n - sum(prefix)
+                lo, hi = max(0, rest - have[-1]), min(rest, have[-2])
+                if lo <= hi:
+                    rows.append((n, prefix, lo, hi))
+        return cls(np.array(rates), np.array([r[0] for r in rows], int),
+                   np.array([r[1] for r in rows], int).reshape(len(rows), len(rates) - 2),
+                   np.array([r[2] for r in rows], int), np.array([r[3] for r in rows], int))
+
+    def mix(self, i: int, second: int) -> np.ndarray:
+        """Counts per rate of search i's mix with `second` adapters of the second smallest rate."""
+        rest = self.counts[i] - self.prefixes[i].sum()
+        return np.array([*self.prefixes[i], second, rest - second])
+
+    def heaviest(self, accepts) -> list[np.ndarray | None]:
+        """Per search, the counts per rate of the heaviest mix `accepts` takes, or None when it refuses even the
+        lightest; the searches advance together, one call of `accepts` (a list of mixes) per step."""
+        lo, hi = self.lo.copy(), self.hi.copy()
+        alive = np.array(accepts([self.mix(i, x) for i, x in enumerate(lo)]), dtype=bool)
+        hi[~alive] = lo[~alive]
+        while (open_ := np.flatnonzero(lo < hi)).size:
+            mid = (lo[open_] + hi[open_] + 1) // 2
+            ok = np.array(accepts([self.mix(i, x) for i, x in zip(open_, mid)]), dtype=bool)
+            lo[open_] = np.where(ok, mid, lo[open_])
+            hi[open_] = np.where(ok, hi[open_], mid - 1)
+        return [self.mix(i, x) if a else None for i, (x, a) in enumerate(zip(lo, alive))]
+
+
+def _prefix_counts(have: list[int], n: int):
+    """Every tuple of counts, each within what the instance has, summing to at most n."""
+    if not have:
+        yield ()
+        return
+    for k in range(min(have[0], n) + 1):
+        for rest in _prefix_counts(have[1:], n - k):
+            yield (k, *rest)
+
+
+def accepts_mixes(oracle: Oracle, inst: PlacementInstance, rank: int, rates: np.ndarray, mixes) -> list[bool]:
+    """Whether the oracle serves each mix (counts per rate) of adapters of rank `rank`, on some --max-loras."""
+    contents = [([rank] * int(m.sum()), np.repeat(rates, m).tolist()) for m in mixes]
+    return [b is not None for b in best_slots(oracle, contents, inst.lengths)]

@@ -9,9 +9,11 @@ from loraplace.twin.oracle import GpuQuery, Oracle, Verdict, slot_candidates
 from .placement import GpuPlan, PlacementInstance, Share
 
 
-def candidate_queries(shares: list[Share], lengths: LengthSpec) -> list[GpuQuery]:
-    ranks, rates = [s.adapter.rank for s in shares], [s.rate for s in shares]
-    return [GpuQuery.of(ranks, rates, m, lengths) for m in slot_candidates(len(shares))]
+def slot_queries(ranks: list[int], rates: list[float], lengths: LengthSpec, max_lora_rank: int | None = None
+                 ) -> list[GpuQuery]:
+    """One GPU content asked with each `--max-loras` worth trying (`--max-lora-rank` its largest rank by default)."""
+    first = GpuQuery.of(ranks, rates, 1, lengths, max_lora_rank)
+    return [first.with_slots(m) for m in slot_candidates(len(ranks))]
 
 
 def pick(queries: list[GpuQuery], verdicts: list[Verdict]) -> tuple[GpuQuery, Verdict] | None:
@@ -23,17 +25,23 @@ def pick(queries: list[GpuQuery], verdicts: list[Verdict]) -> tuple[GpuQuery, Ve
     return q, v
 
 
+def best_slots(oracle: Oracle, contents: list[tuple[list[int], list[float]]], lengths: LengthSpec,
+               max_lora_rank: int | None = None):
+    """For each GPU content (ranks, rates), the best (query, verdict) over its slot counts, or None; one oracle call."""
+    per_group = [slot_queries(ranks, rates, lengths, max_lora_rank) for ranks, rates in contents]
+    verdicts = oracle.evaluate([q for qs in per_group for q in qs])
+    out, at = [], 0
+    for qs in per_group:
+        out.append(pick(qs, verdicts[at:at + len(qs)]))
+        at += len(qs)
+    return out
+
+
 def fit_many(oracle: Oracle, groups: list[list[Share]], lengths: LengthSpec) -> list[GpuPlan | None]:
     """For each candidate GPU content, its best plan or None, asking the oracle once for all of them."""
-    per_group = [candidate_queries(g, lengths) for g in groups]
-    verdicts = oracle.evaluate([q for qs in per_group for q in qs])
-    plans, at = [], 0
-    for g, qs in zip(groups, per_group):
-        best = pick(qs, verdicts[at:at + len(qs)])
-        at += len(qs)
-        plans.append(None if best is None else GpuPlan(list(g), best[0].max_loras, best[1].throughput_tok_s,
-                                                       best[0].offered_tok_s))
-    return plans
+    best = best_slots(oracle, [([s.adapter.rank for s in g], [s.rate for s in g]) for g in groups], lengths)
+    return [None if b is None else GpuPlan(list(g), b[0].max_loras, b[1].throughput_tok_s, b[0].offered_tok_s)
+            for g, b in zip(groups, best)]
 
 
 def fit(oracle: Oracle, shares: list[Share], lengths: LengthSpec) -> GpuPlan | None:

@@ -13,7 +13,7 @@ from loraplace.twin.profile import Profile
 
 from .baselines import dlora, loraserve
 from .benders import benders
-from .capacity import CapacityTable, capacity_table
+from .capacity import CapacityTable, capacity_table, mix_table
 from .fit_decreasing import fit_decreasing
 from .greedy import greedy, greedy_latency
 from .gpu_fit import fit
@@ -49,6 +49,7 @@ class Solver:
         self.lower = self.table.lower_bound(inst)
         self.infeasible_reason = self._why_infeasible() if not math.isfinite(self.lower) else ""
         self._heuristic: dict[str, list[GpuPlan]] = {}
+        self._exact_table: CapacityTable | None = None
 
     def _check_ranks(self) -> None:
         p = self.oracle.profile
@@ -84,13 +85,26 @@ class Solver:
         """The fewest GPUs among the greedy, first-fit and best-fit placements."""
         return min((self.heuristic(h) for h in ("greedy", "ffd", "bfd")), key=len)
 
+    def exact_table(self) -> CapacityTable:
+        """The table the exact strategies use: where the capacity table's bound falls short of the heuristics' best
+        and the oracle is cheap, the one read off the instance's own mixes of rates (solvers.capacity.mix_table,
+        when the instance has few distinct rates), whose bound then raises the solver's."""
+        if self._exact_table is None:
+            self._exact_table = self.table
+            if self.oracle.cheap and self.lower < len(self.best_start()):
+                mixed = mix_table(self.inst, self.oracle, self.table)
+                if mixed is not None:
+                    self._exact_table, self.lower = mixed, max(self.lower, mixed.lower_bound(self.inst))
+        return self._exact_table
+
     def _run(self, name: str, time_limit: float) -> tuple[list[GpuPlan], int, bool | None, str]:
         """(plans, lower bound, proven optimal or None for heuristics, note)."""
         inst, oracle = self.inst, self.oracle
         if name in HEURISTICS:
             return self.heuristic(name), self.lower, None, ""
         if name in EXACT:
-            res = benders(inst, oracle, self.table, self.best_start(), self.lower, name, time_limit)
+            table = self.exact_table()
+            res = benders(inst, oracle, table, self.best_start(), self.lower, name, time_limit)
             return res.plans, res.lower_bound, res.optimal, f"{res.iterations} master solves, {len(res.cuts)} cuts"
         plans, note = loraserve(inst, oracle, self.table) if name == "loraserve" else dlora(inst, oracle, self.table, int(self.lower))
         return plans, self.lower, None, note
@@ -120,13 +134,30 @@ class Solver:
         return out
 
     def solve_all(self, names: list[str], progress=None) -> list[Placement]:
-        """Every strategy in turn, then bounds that another strategy's placement contradicts are withdrawn."""
+        """Every strategy in turn; then each reports the best bound any of them proved, and bounds that another
+        strategy's placement contradicts are withdrawn."""
         placements = []
         for name in names:
             placements.append(self.solve(name))
             if progress:
                 progress()
-        return reconcile(placements)
+        return reconcile(share_bound(placements, self.bound()))
+
+    def bound(self) -> int:
+        """The solver's lower bound on the GPUs (1 when it found the instance infeasible)."""
+        return int(self.lower) if math.isfinite(self.lower) else 1
+
+
+def share_bound(placements: list[Placement], lower: int) -> list[Placement]:
+    """A lower bound is the instance's, whichever strategy proved it: raise every served placement's to the best
+    (`lower`, the solver's, or a placement's own), never above that placement's GPUs."""
+    best = max([lower, *(p.lower_bound for p in placements if p.plans and p.status != "infeasible")])
+    for p in placements:
+        if p.plans and p.status != "infeasible" and p.lower_bound < best <= p.gpus:
+            p.lower_bound = best
+            if p.gpus == best:
+                p.status = "optimal"
+    return placements
 
 
 def reconcile(placements: list[Placement]) -> list[Placement]:
@@ -230,4 +261,4 @@ def check_and_repair(solver: Solver, placements: list[Placement], check: TwinChe
             p.reason = _with(p.reason, f"re-planned after the twin rejected {p.twin_replanned_gpus} GPU(s)")
         if p.twin_starved_gpus and rounds:
             p.reason = _with(p.reason, f"the twin still rejects {p.twin_starved_gpus} GPU(s) after {rounds} repair round(s)")
-    return reconcile(placements)
+    return reconcile(share_bound(placements, solver.bound()))

@@ -72,7 +72,7 @@ def evaluate_runs(model: SurrogateModel, runs: list[Run], profile: Profile, seed
 
 
 def latency(model: SurrogateModel, profile: Profile, repeats: int = 200) -> dict:
-    """Median time of one single-row oracle call (features, throughput and starvation) through numpy's copy of the
+    """Median time of one single-row oracle call (features, throughput and starvation) through the copy of the
     trees, and per row of a 10,000-row batch (median of three): from plain arrays (the estimator's batch interface), from GpuQuery
     objects (the solvers' path, which also converts Python tuples) and the models alone; building the copy of the
     trees is reported apart."""

@@ -20,7 +20,8 @@ from .trees import ObliviousTrees
 TARGETS = ("ratio", "log_saturated_tok_s", "starved", "log_itl_ms", "log_ttft_ms")
 SATURATED = 0.95  # below this share of its offered load a GPU is saturated: its throughput is its capacity
 DEFAULT_PARAMS = {"iterations": 3000, "learning_rate": 0.05, "depth": 6, "early_stopping_rounds": 200}
-NUMPY_ROWS = 4  # calls of up to this many rows may be answered by numpy's copy of the trees (surrogate/trees.py)
+SMALL_ROWS = 16  # calls of up to this many rows may be answered by the trees' copy (surrogate/trees.py): in C it beats
+# CatBoost's fixed cost per call up to 16 to 32 rows (the shipped ratio models, 2026-11-29)
 
 
 def starved_rule(pred: dict[str, np.ndarray], threshold: float, classifier: bool = True) -> np.ndarray:
@@ -44,7 +45,7 @@ class SurrogateModel:
             raise ConfigError(f"CatBoost tree depth must be 1 to 16, got {self.params['depth']}")
         self.models: dict = {}
         self.trees: dict[str, ObliviousTrees] = {}
-        self.small_calls: dict[str, int] = {}  # small calls CatBoost answered, per target, before the numpy copy
+        self.small_calls: dict[str, int] = {}  # small calls CatBoost answered, per target, before the copy
         self.metadata: dict = {}
 
     def _estimator(self, target: str):
@@ -87,14 +88,15 @@ class SurrogateModel:
         return out
 
     def _raw(self, target: str, X: np.ndarray) -> np.ndarray:
-        """A model's raw value per row (log-odds for the classifier): numpy's copy of the trees for a few rows once
-        it pays for itself, CatBoost otherwise.
+        """A model's raw value per row (log-odds for the classifier): the copy of its trees for a few rows once it
+        pays for itself, CatBoost otherwise.
 
-        Building the copy costs about 0.19 ms per tree, and each small call it then answers saves 0.3 to 0.6 ms
-        (CatBoost 0.34 to 0.76 ms, numpy 0.07 to 0.15 ms: the shipped Llama models, 2026-11-29), so the copy pays
-        for itself after about half as many calls as the model has trees. As in ski rental, CatBoost answers that
+        Building the copy costs 0.15 to 0.21 ms per tree, and each one-row call it then answers saves 0.25 to 0.75
+        ms (CatBoost 0.26 to 0.79 ms, the copy 0.013 to 0.062 ms in C, 0.04 to 0.12 ms in numpy: the shipped ratio
+        and starvation models, 2026-11-29), so the copy pays for itself after about half as many calls as the
+        model has trees. As in ski rental, CatBoost answers that
         many first: a short job never builds it, a long one spends at most about twice the best choice."""
-        if len(X) <= NUMPY_ROWS:
+        if len(X) <= SMALL_ROWS:
             if target not in self.trees:
                 self.small_calls[target] = self.small_calls.get(target, 0) + 1
                 if self.small_calls[target] > self.models[target].tree_count_ // 2:
@@ -104,7 +106,7 @@ class SurrogateModel:
         return self.models[target].predict(X, prediction_type="RawFormulaVal")
 
     def prepare_small_calls(self) -> None:
-        """Build numpy's copy of every model's trees now (for a job known to make many small calls)."""
+        """Build the copy of every model's trees now (for a job known to make many small calls)."""
         for target, model in self.models.items():
             if target not in self.trees:
                 self.trees[target] = ObliviousTrees.from_catboost(model)

@@ -24,6 +24,11 @@ SHAPE_MARGINS = {
                                        (64, 1.2), (96, 1.15), (128, 1.15), (192, 1.2), (256, 1.25)),
 }
 
+# The capacity tables' margin for adapters of a smaller rank than their GPU's --max-lora-rank, per shipped model,
+# from benchmarks/capacity_margin.py (solvers.shape_margin.rank_ratios, seed 0: Llama 1.02, Qwen 1.025 at most):
+# the largest ratio plus 0.02 (one 0.5 % load step of the measurement each way, and other draws).
+RANK_MARGINS = {"llama-3.1-8b-instruct_h100-64gb": 1.04, "qwen-2.5-7b-instruct_h100-64gb": 1.045}
+
 
 def shipped_model_dir(profile_name: str):
     return resources.files("loraplace.surrogate") / "models" / profile_name
@@ -55,6 +60,7 @@ class SurrogateOracle(Oracle):
                               "'loraplace surrogate train' or use --oracle twin")
         oracle = cls(profile, SurrogateModel.load(folder), starvation_threshold)
         oracle.shape_margins = SHAPE_MARGINS.get(profile.name, oracle.shape_margins)
+        oracle.rank_margin = RANK_MARGINS.get(profile.name, oracle.rank_margin)
         return oracle
 
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:

@@ -226,6 +226,20 @@ def test_shipped_surrogate_margin_covers_other_mixes_of_rates(profile):
         assert r["max_ratio"] <= oracle.shape_margin(r["adapters"], r["adapters"]), r
 
 
+@pytest.mark.parametrize("profile", ["llama-3.1-8b-instruct_h100-64gb", "qwen-2.5-7b-instruct_h100-64gb"])
+def test_shipped_surrogate_rank_margin_covers_smaller_ranks(profile):
+    """Capacity tables probe adapters all of their class's rank; the rank margin must cover the GPUs with smaller
+    ranks among them that benchmarks/capacity_margin.py measures (a surrogate, unlike the twin, sees them)."""
+    from loraplace.solvers.shape_margin import rank_ratios
+    from loraplace.surrogate.oracle import SurrogateOracle
+    from loraplace.twin.profile import load_profile
+
+    oracle = SurrogateOracle.shipped(load_profile(profile))
+    ratios = [r["max_ratio"] for r in rank_ratios(oracle, mixes=3, seed=0)]
+    assert max(ratios) > 1.0  # smaller ranks do carry more here: the margin is needed
+    assert max(ratios) <= oracle.rank_margin
+
+
 def test_shape_margin_covers_the_counts_around_a_range():
     """Between measured counts the larger neighbour's margin applies; past the last, the largest of all."""
     from loraplace.twin.oracle import Oracle
@@ -322,3 +336,82 @@ def test_a_load_bound_equal_to_the_load_does_not_round_up_to_another_gpu():
     cap = float(np.cumsum(sorted(rates, reverse=True))[-1] * inst.tokens_per_request)
     assert cap < sum(inst.load(a) for a in inst.adapters)  # the float discrepancy this guards against
     assert CapacityTable((8,), {8: 30}, {8: (1,)}, {8: (cap,)}).lower_bound(inst) == 1
+
+
+class RateCapOracle(CapacityOracle):
+    """The analytic oracle with a capacity that also falls with the largest rate: the mix of rates matters, and
+    growing a rate never helps."""
+
+    def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
+        out = []
+        for q in queries:
+            cap = self.base - 8.0 * q.max_loras - 4.0 * len(q.ranks) - 900.0 * max(q.rates)
+            thr = min(q.offered_tok_s, max(cap, 0.0))
+            out.append(Verdict("ok", thr < self.threshold * q.offered_tok_s, thr, q.offered_tok_s))
+        return out
+
+
+def three_rate_instance(n: int, seed: int, rates=(2.4, 1.2, 0.6)) -> PlacementInstance:
+    rng = np.random.default_rng(seed)
+    adapters = tuple(Adapter(f"a{i}", int(rng.choice([8, 16])), float(rng.choice(rates))) for i in range(n))
+    return PlacementInstance(f"mix-{n}-{seed}", "llama-3.1-8b-instruct_h100-64gb", adapters)
+
+
+def test_mix_table_holds_the_heaviest_accepted_mix_of_each_count(llama):
+    """Per rank class and count, the table's bound is the heaviest mix of the instance's own rates the oracle
+    accepts, as an enumeration of every mix finds it."""
+    from itertools import product
+
+    from loraplace.solvers.capacity import capacity_table, mix_table
+
+    inst = three_rate_instance(40, 0)
+    oracle = RateCapOracle(llama)
+    table = mix_table(inst, oracle, capacity_table(inst, oracle))
+    assert table is not None and table.classes == (8, 16)
+    for r in table.classes:
+        have = {x: sum(a.rank <= r and a.rate == x for a in inst.adapters) for x in (2.4, 1.2, 0.6)}
+        best: dict[int, float] = {}
+        for counts in product(*(range(k + 1) for k in have.values())):
+            rates = [x for x, k in zip(have, counts) for _ in range(k)]
+            if rates and fit(oracle, [Share(Adapter(f"p{i}", r, x)) for i, x in enumerate(rates)], inst.lengths):
+                best[len(rates)] = max(best.get(len(rates), 0.0), sum(rates) * inst.tokens_per_request)
+        assert table.max_adapters[r] == max(best)
+        assert table.max_load[r] == pytest.approx([best[n] for n in range(1, max(best) + 1)], rel=1e-12)
+
+
+def test_mix_table_declines_instances_with_many_rates(llama):
+    from loraplace.solvers.capacity import capacity_table, mix_table
+
+    inst = instance(30, 0)  # Dirichlet rates: 30 distinct
+    oracle = CapacityOracle(llama)
+    assert mix_table(inst, oracle, capacity_table(inst, oracle)) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_strategies_on_the_mix_table_match_brute_force(llama, seed):
+    """Where the capacity table's bound falls short, the exact strategies read the instance's own mixes of rates
+    off the oracle; they still reach the brute-force optimum, and every strategy reports the bound they proved."""
+    inst = three_rate_instance(8, seed)
+    oracle = RateCapOracle(llama, base=9000.0)
+    optimum = brute_force(inst, oracle)
+    solver = Solver(inst, oracle, time_limit=20)
+    placements = solver.solve_all(["greedy", "cpsat", "ilp-highs"])
+    for p in placements[1:]:
+        assert p.status == "optimal" and p.gpus == optimum, (p.strategy, p.reason)
+    assert all(p.lower_bound == optimum for p in placements)
+    assert placements[0].status == ("optimal" if placements[0].gpus == optimum else "feasible")
+
+
+def test_the_mix_table_raises_a_bound_the_capacity_table_leaves_short(llama):
+    """A loose margin for unprobed mixes (as a surrogate's measured one can be) leaves the capacity table's bound
+    below the heuristics'; the mix table, which needs no such margin, closes the gap, and the master agrees."""
+    inst = three_rate_instance(30, 0)
+    oracle = RateCapOracle(llama)
+    oracle.shape_margins = ((1, 1.3),)
+    solver = Solver(inst, oracle, time_limit=20)
+    coarse, best = solver.lower, len(solver.best_start())
+    assert coarse < best  # the case the mix table is for
+    table = solver.exact_table()
+    assert table.brackets[8] == tuple(range(1, len(table.brackets[8]) + 1))  # one bracket per adapter count
+    assert solver.lower == best > coarse
+    assert solver.solve("cpsat").status == "optimal"

@@ -157,14 +157,14 @@ def test_near_boundary_design_draws_only_from_the_band_and_names_its_selector(ti
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_numpy_trees_answer_small_calls_as_catboost_does(profile):
-    """Calls of a few rows go to numpy's copy of the trees once built; every output matches CatBoost's on the same
+    """Calls of a few rows go to the copy of the trees once built; every output matches CatBoost's on the same
     rows. The copy is built for a model once CatBoost has answered half as many small calls as the model has trees."""
-    from loraplace.surrogate.model import NUMPY_ROWS
+    from loraplace.surrogate.model import SMALL_ROWS
     from loraplace.twin.profile import load_profile
 
     prof = load_profile(profile)
     model = SurrogateModel.load(shipped_model_dir(profile))
-    X = feature_matrix(design(prof, 3 * NUMPY_ROWS + 10, seed=4), prof)
+    X = feature_matrix(design(prof, 3 * SMALL_ROWS + 10, seed=4), prof)
     batch = model.predict(X)  # CatBoost
     fewest = min(model.models, key=lambda t: model.models[t].tree_count_)
     for _ in range(model.models[fewest].tree_count_ // 2):
@@ -173,11 +173,33 @@ def test_numpy_trees_answer_small_calls_as_catboost_does(profile):
     model.predict(X[:1])
     assert fewest in model.trees and len(model.trees) < len(model.models)
     model.prepare_small_calls()
-    for i in range(0, len(X), NUMPY_ROWS):
-        small = model.predict(X[i : i + NUMPY_ROWS])
+    for i in range(0, len(X), SMALL_ROWS):
+        small = model.predict(X[i : i + SMALL_ROWS])
         for k, v in small.items():
-            np.testing.assert_allclose(v, batch[k][i : i + NUMPY_ROWS], rtol=1e-12, atol=1e-15, err_msg=k)
+            np.testing.assert_allclose(v, batch[k][i : i + SMALL_ROWS], rtol=1e-12, atol=1e-15, err_msg=k)
     assert set(model.trees) == {"ratio", "log_saturated_tok_s", "starved", "log_itl_ms", "log_ttft_ms"}
+
+
+def test_compiled_tree_sums_agree_with_numpy():
+    """The C loop over the trees (surrogate/_trees.c) gives numpy's sums: on design rows, on rows whose features sit
+    exactly on split borders (a split holds only strictly above its border) and on missing values."""
+    from loraplace.surrogate import trees
+    from loraplace.twin.profile import load_profile
+
+    if trees._trees is None:
+        pytest.skip("the package was built without a C compiler")
+    prof = load_profile(PROFILES[0])
+    model = SurrogateModel.load(shipped_model_dir(PROFILES[0]))
+    model.prepare_small_calls()
+    X = feature_matrix(design(prof, 6, seed=9), prof)
+    for t in model.trees.values():
+        on_borders = np.repeat(X[:1], 3, axis=0)
+        for i, (f, b) in enumerate(zip(t.features[:3, 0], t.borders[:3, 0])):
+            on_borders[i, f] = b
+        rows = np.vstack([X, on_borders, np.full((1, X.shape[1]), np.nan)])
+        np.testing.assert_allclose(t.raw(rows), t.raw_numpy(rows), rtol=1e-12, atol=1e-12)
+        with pytest.raises(ValueError, match="features or more"):
+            t.raw(X[:, : t.n_features - 1])
 
 
 def test_oracle_uses_the_classifier_at_its_threshold_and_the_ratio_elsewhere(tiny_model):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,12 +58,16 @@ class GpuQuery:
     @classmethod
     def of(cls, ranks, rates, max_loras: int, lengths: LengthSpec, max_lora_rank: int | None = None) -> "GpuQuery":
         """A canonical query: adapters by decreasing rate (then rank), so equal multisets share one cache entry."""
-        pairs = sorted(zip((float(x) for x in rates), (int(r) for r in ranks)), key=lambda p: (-p[0], p[1]))
+        pairs = sorted(zip([-float(x) for x in rates], [int(r) for r in ranks]))  # (-rate, rank) ascending
         if not pairs:
             raise ConfigError("a GPU query needs at least one adapter")
         rk = tuple(p[1] for p in pairs)
-        return cls(rk, tuple(p[0] for p in pairs), int(max_loras), int(max_lora_rank or max(rk)),
+        return cls(rk, tuple(-p[0] for p in pairs), int(max_loras), int(max_lora_rank or max(rk)),
                    float(lengths.mean_input), float(lengths.mean_output))
+
+    def with_slots(self, max_loras: int) -> "GpuQuery":
+        """The same adapters with another `--max-loras`."""
+        return replace(self, max_loras=int(max_loras))
 
     @property
     def offered_tok_s(self) -> float:
@@ -96,6 +100,10 @@ class Oracle(ABC):
     # benchmarks/capacity_margin.py measures (surrogate.oracle.SHAPE_MARGINS); this default, for the twin
     # as oracle and for models trained by hand, is one margin for every count, not measured for them.
     shape_margins: tuple[tuple[int, float], ...] = ((1, 1.15),)
+    # How much more load a GPU may carry when some adapters have a smaller rank than its --max-lora-rank (the
+    # capacity tables probe adapters all of the GPU's rank). None in the twin, which only sees --max-lora-rank;
+    # shipped surrogates set what benchmarks/capacity_margin.py measures (surrogate.oracle.RANK_MARGINS).
+    rank_margin: float = 1.0
 
     def __init__(self, profile: Profile, starvation_threshold: float = 0.9):
         if not 0 < starvation_threshold <= 1:
