@@ -150,7 +150,7 @@ def mix_table(inst: PlacementInstance, oracle: Oracle, coarse: CapacityTable) ->
         searches[r] = MixSearches.of(Counter(a.rate for a in inst.adapters if a.rank <= r), coarse.max_adapters[r], left)
         if searches[r] is None:
             return None
-        left -= len(searches[r].counts)
+        left -= searches[r].looked_at
     starts, loads = {}, {}
     for r, s in searches.items():
         # the most load any n adapters this class may hold offer, as `capacity_table` caps its brackets
@@ -180,6 +180,7 @@ class MixSearches:
     prefixes: np.ndarray  # (searches, rates - 2): counts of the larger rates
     lo: np.ndarray
     hi: np.ndarray
+    looked_at: int  # mixes of the larger rates enumerated, with or without a search
 
     @classmethod
     def of(cls, available: Counter, most: int, limit: int) -> "MixSearches | None":
@@ -188,11 +189,11 @@ class MixSearches:
             return None
         rates = sorted(available, reverse=True) + [0.0] * (len(available) < 2)  # one rate: a second of no adapters
         have = [available.get(x, 0) for x in rates]
-        rows = []
+        rows, looked_at = [], 0
         for n in range(1, most + 1):
             for prefix in _prefix_counts(have[:-2], n):
-                limit -= 1
-                if limit < 0:
+                looked_at += 1
+                if looked_at > limit:
                     return None
                 rest = n - sum(prefix)
                 lo, hi = max(0, rest - have[-1]), min(rest, have[-2])
@@ -200,7 +201,7 @@ class MixSearches:
                     rows.append((n, prefix, lo, hi))
         return cls(np.array(rates), np.array([r[0] for r in rows], int),
                    np.array([r[1] for r in rows], int).reshape(len(rows), len(rates) - 2),
-                   np.array([r[2] for r in rows], int), np.array([r[3] for r in rows], int))
+                   np.array([r[2] for r in rows], int), np.array([r[3] for r in rows], int), looked_at)
 
     def mix(self, i: int, second: int) -> np.ndarray:
         """Counts per rate of search i's mix with `second` adapters of the second smallest rate."""

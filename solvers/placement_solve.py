@@ -105,7 +105,10 @@ class Solver:
         if name in EXACT:
             table = self.exact_table()
             res = benders(inst, oracle, table, self.best_start(), self.lower, name, time_limit)
-            return res.plans, res.lower_bound, res.optimal, f"{res.iterations} master solves, {len(res.cuts)} cuts"
+            note = f"{res.iterations} master solves, {len(res.cuts)} cuts"
+            if table is not self.table:
+                note += "; capacity read off the instance's own mixes of rates"
+            return res.plans, res.lower_bound, res.optimal, note
         plans, note = loraserve(inst, oracle, self.table) if name == "loraserve" else dlora(inst, oracle, self.table, int(self.lower))
         return plans, self.lower, None, note
 
