@@ -19,6 +19,7 @@ classes, so the master stays small however many adapters there are.
          sum_i w[g,r,i] = z[g,r]                            a GPU of class r picks one adapter-count bracket
          sum_i b_i w <= sum_c n[g,c] <= sum_i e_i w         its adapters lie within that bracket
          sum_c l_c n[g,c] <= sum_{r,i} L[r,i] w[g,r,i]      offered tokens/s within the bracket's bound
+         a_k sum_c l_c n[g,c] <= b_k sum_c n[g,c] + c_k     load under the table's concave envelope (redundant)
          sum_c l_c n[g,c] >= sum_c l_c n[g+1,c]             identical GPUs ordered by load
          sum_{(k,t) in T} y[g,k,t,m] <= |T| - 1             no-good cuts from the oracle, on counts
          (U - m + 1) y[g,k,t,m] >= n[g,k,>=t] - m + 1       y = 1 once g holds m adapters of rank k, rate >= t
@@ -123,6 +124,11 @@ def _build(backend, inst: PlacementInstance, table: CapacityTable, classes: Adap
     for g in G:
         backend.add(offered[g] <= backend.total(math.ceil(table.max_load[r][i]) * w[g, r, i]
                                                 for r in R for i in range(len(table.brackets[r]))))
+    # Redundant: offered load under the concave envelope of the table's bounds over adapter counts, one line per
+    # segment, so a solver's linear relaxation sees that GPUs holding few or many adapters carry less.
+    for dn, dl, c0 in table.envelope():
+        for g in G:
+            backend.add(dn * offered[g] <= dl * backend.total(n[g, c] for c in C) + c0)
     # Identical GPUs ordered by offered load.
     for g in G[:-1]:
         backend.add(offered[g] >= offered[g + 1])

@@ -52,6 +52,22 @@ class CapacityTable:
         i = max(i for i, b in enumerate(self.brackets[r]) if b <= max(adapters, self.brackets[r][0]))
         return self.max_load[r][i]
 
+    def envelope(self) -> list[tuple[int, int, int]]:
+        """Lines (dn, dl, c0) with dn * load <= dl * n + c0 above every class's bound at every adapter count n it
+        may hold (the bounds rounded up, as in the master problem): the upper concave hull of those points."""
+        top: dict[int, int] = {}
+        for r in self.classes:
+            for n in range(1, self.max_adapters[r] + 1):
+                top[n] = max(top.get(n, 0), math.ceil(self.load_bound(r, n)))
+        hull: list[tuple[int, int]] = []
+        for p in sorted(top.items()):
+            # drop the last point while it lies on or under the line from the one before it to p
+            while len(hull) >= 2 and ((hull[-1][0] - hull[-2][0]) * (p[1] - hull[-2][1])
+                                      >= (p[0] - hull[-2][0]) * (hull[-1][1] - hull[-2][1])):
+                hull.pop()
+            hull.append(p)
+        return [(n2 - n1, l2 - l1, l1 * n2 - l2 * n1) for (n1, l1), (n2, l2) in zip(hull, hull[1:])]
+
     def lower_bound(self, inst: PlacementInstance) -> float:
         """GPUs any feasible placement needs: adapters of rank >= r only fit GPUs of class >= r. Infinite when the
         classes that could hold some adapter hold nothing."""

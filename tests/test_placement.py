@@ -415,3 +415,23 @@ def test_the_mix_table_raises_a_bound_the_capacity_table_leaves_short(llama):
     assert table.brackets[8] == tuple(range(1, len(table.brackets[8]) + 1))  # one bracket per adapter count
     assert solver.lower == best > coarse
     assert solver.solve("cpsat").status == "optimal"
+
+
+def test_envelope_lies_on_or_above_every_bound_and_touches_them():
+    """The master's redundant lines: above each class's (rounded-up) bound at every count, each line through two."""
+    from loraplace.solvers.capacity import CapacityTable
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        classes = (8, 16)
+        most = {r: int(rng.integers(1, 40)) for r in classes}
+        loads = {r: tuple(float(x) for x in rng.uniform(100, 5000, most[r])) for r in classes}
+        table = CapacityTable(classes, most, {r: tuple(range(1, most[r] + 1)) for r in classes}, loads)
+        points = {}
+        for r in classes:
+            for n, x in enumerate(loads[r], 1):
+                points[n] = max(points.get(n, 0), math.ceil(x))
+        for dn, dl, c0 in table.envelope():
+            assert dn > 0
+            assert all(dn * x <= dl * n + c0 for n, x in points.items())
+            assert sum(dn * x == dl * n + c0 for n, x in points.items()) >= 2
