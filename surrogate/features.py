@@ -51,8 +51,7 @@ def feature_matrix_arrays(counts, ranks, rates, max_loras, max_lora_rank, mean_i
     per_gpu = [np.asarray(v, float) for v in (max_loras, max_lora_rank, mean_input, mean_output)]
     if any(v.shape != n.shape for v in per_gpu):
         raise ConfigError(f"{', '.join(PER_GPU)} need one value per GPU ({len(n)})")
-    step = np.diff(rates)
-    out_of_order = (step > 0) | ((step == 0) & (np.diff(ranks) < 0))
+    out_of_order = rates[1:] > rates[:-1]  # only the rates' order matters to the features
     out_of_order[np.cumsum(n)[:-1] - 1] = False  # between two GPUs' lists any order goes
     if out_of_order.any():  # sort into GpuQuery's order: decreasing rate, then increasing rank, within each GPU
         order = np.lexsort((ranks, -rates, np.repeat(np.arange(len(n)), n)))
@@ -82,7 +81,7 @@ def _rows(n: np.ndarray, ranks: np.ndarray, rates: np.ndarray, m: np.ndarray, ml
         return rates[start + np.round((1 - q) * (n - 1)).astype(int)]
 
     top_m = cum[start + np.minimum(m.astype(int), n) - 1] - before
-    kv = np.array([profile.memory.kv_tokens(int(a), int(b)) for a, b in zip(m.tolist(), mlr.tolist())], float)
+    kv = profile.memory.kv_tokens(m, mlr)
     offered = total * (lin + lout)
     cols = {
         "adapters": nf, "max_loras": m, "max_lora_rank": mlr, "slots_per_adapter": m / nf,

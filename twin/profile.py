@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ConfigError, InputFileError, UnknownProfileError
 
 
@@ -67,10 +69,12 @@ class MemoryModel:
     weights_gib_per_slot_rank: float
     oom_weights_gib: float
 
-    def kv_tokens(self, max_loras: int, max_lora_rank: int) -> int:
-        """KV-cache capacity in tokens that vLLM would report at start-up."""
+    def kv_tokens(self, max_loras, max_lora_rank):
+        """KV-cache capacity in tokens that vLLM would report at start-up (an int; for numpy arrays of settings,
+        an array of the same whole numbers)."""
         per_slot = self.kv_tokens_per_slot + self.kv_tokens_per_slot_rank * max_lora_rank
-        return int(self.kv_tokens_intercept - max_loras * per_slot)
+        tokens = self.kv_tokens_intercept - max_loras * per_slot
+        return np.trunc(tokens) if isinstance(tokens, np.ndarray) else int(tokens)
 
     def weights_gib(self, max_loras: int, max_lora_rank: int) -> float:
         per_slot = self.weights_gib_per_slot + self.weights_gib_per_slot_rank * max_lora_rank
