@@ -178,10 +178,10 @@ def mix_table(inst: PlacementInstance, oracle: Oracle, coarse: CapacityTable) ->
                 heaviest[n] = max(heaviest.get(n, 0.0), min(load, float(offer[n - 1])))
         starts[r] = tuple(range(1, max(heaviest, default=1) + 1))
         loads[r] = tuple(heaviest.get(n, 0.0) for n in starts[r])
-    return CapacityTable(coarse.classes, {r: heaviest_n(loads[r]) for r in coarse.classes}, starts, loads)
+    return CapacityTable(coarse.classes, {r: _heaviest_n(loads[r]) for r in coarse.classes}, starts, loads)
 
 
-def heaviest_n(loads: tuple[float, ...]) -> int:
+def _heaviest_n(loads: tuple[float, ...]) -> int:
     """The largest adapter count with an accepted mix (0 if none)."""
     return max((n for n, x in enumerate(loads, 1) if x > 0), default=0)
 

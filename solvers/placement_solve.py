@@ -91,10 +91,12 @@ class Solver:
         when the instance has few distinct rates), whose bound then raises the solver's."""
         if self._exact_table is None:
             self._exact_table = self.table
-            if self.oracle.cheap and self.lower < len(self.best_start()):
+            found = len(self.best_start())
+            if self.oracle.cheap and self.lower < found:
                 mixed = mix_table(self.inst, self.oracle, self.table)
-                if mixed is not None:
-                    self._exact_table, self.lower = mixed, max(self.lower, mixed.lower_bound(self.inst))
+                bound = mixed.lower_bound(self.inst) if mixed is not None else math.inf
+                if bound <= found:  # above a placement the oracle accepts, the table's assumption failed: not used
+                    self._exact_table, self.lower = mixed, max(self.lower, bound)
         return self._exact_table
 
     def _run(self, name: str, time_limit: float) -> tuple[list[GpuPlan], int, bool | None, str]:

@@ -435,3 +435,20 @@ def test_envelope_lies_on_or_above_every_bound_and_touches_them():
             assert dn > 0
             assert all(dn * x <= dl * n + c0 for n, x in points.items())
             assert sum(dn * x == dl * n + c0 for n, x in points.items()) >= 2
+
+
+def test_a_mix_table_that_contradicts_a_found_placement_is_not_used(llama, monkeypatch):
+    """A mix table whose bound lies above a placement the oracle accepts (its assumption failed) is dropped: the
+    exact strategies keep the capacity table and no strategy turns infeasible."""
+    from loraplace.solvers import placement_solve
+    from loraplace.solvers.capacity import CapacityTable
+
+    inst = three_rate_instance(30, 0)
+    oracle = RateCapOracle(llama)
+    oracle.shape_margins = ((1, 1.3),)
+    nothing = CapacityTable((8, 16), {8: 0, 16: 0}, {8: (1,), 16: (1,)}, {8: (0.0,), 16: (0.0,)})
+    monkeypatch.setattr(placement_solve, "mix_table", lambda *args: nothing)
+    solver = Solver(inst, oracle, time_limit=10)
+    coarse = solver.lower
+    assert solver.exact_table() is solver.table and solver.lower == coarse
+    assert all(p.status != "infeasible" for p in solver.solve_all(["greedy", "cpsat"]))
