@@ -1,9 +1,10 @@
-"""How much more load other mixes of rates carry than the two shapes the capacity table probes.
+"""How much more load other mixes of rates, or smaller ranks, carry than what the capacity tables probe.
 
 The exact strategies' relaxation (solvers/capacity.py) bounds a GPU's offered load by the largest load
-the oracle accepts on equal rates or on one adapter carrying half the load, times the oracle's
-`shape_margin`. This measures, for one oracle, the largest ratio over random Dirichlet mixes and the
-paper's 4:2:1 mix at several adapter counts: the margin must be at least it.
+the oracle accepts on equal rates or on one adapter carrying half the load, adapters all of the GPU's rank,
+times the oracle's `shape_margin` and `rank_margin`. This measures, for one oracle, the largest ratios over
+random Dirichlet mixes and the paper's 4:2:1 mix at several adapter counts (`shape_ratios`) and over GPUs
+with some adapters of rank 8 (`rank_ratios`): each margin must be at least its ratio.
 """
 
 from __future__ import annotations
