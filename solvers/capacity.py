@@ -21,13 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loraplace.twin.entities import Adapter
 from loraplace.twin.oracle import Oracle
 
 from .bounds import l2
 from .bpp_instances import BinPackingInstance
-from .gpu_fit import best_slots, fit_many
-from .placement import PlacementInstance, Share
+from .gpu_fit import accepted
+from .placement import PlacementInstance
 
 SHAPES = ("equal", "one-heavy")
 MIX_SEARCHES = 10_000  # most mixes `mix_table` may look at (each a binary search: about 1 s per 3,000 here)
@@ -115,8 +114,7 @@ def capacity_table(inst: PlacementInstance, oracle: Oracle) -> CapacityTable:
     max_adapters, starts, loads = {}, {}, {}
     for r in classes:
         def holds(rs: list[float]) -> bool:
-            shares = [Share(Adapter(f"probe{i}", r, x)) for i, x in enumerate(rs)]
-            return fit_many(oracle, [shares], inst.lengths)[0] is not None
+            return accepted(oracle, [([r] * len(rs), rs)], inst.lengths)[0]
 
         def mix(shape: str, n: int, load: float) -> list[float] | None:
             """n rates offering `load`, none above the instance's largest rate (None if impossible)."""
@@ -147,7 +145,6 @@ def capacity_table(inst: PlacementInstance, oracle: Oracle) -> CapacityTable:
         # ...and never more than the heaviest adapters of the instance can offer at the bracket's largest count.
         loads[r] = tuple(float(min(p, heaviest[min(e, len(rates)) - 1])) for p, e in zip(probed, ends))
     return CapacityTable(classes, max_adapters, starts, loads)
-
 
 
 def mix_table(inst: PlacementInstance, oracle: Oracle, coarse: CapacityTable) -> CapacityTable | None:
@@ -250,5 +247,4 @@ def _prefix_counts(have: list[int], n: int):
 
 def accepts_mixes(oracle: Oracle, inst: PlacementInstance, rank: int, rates: np.ndarray, mixes) -> list[bool]:
     """Whether the oracle serves each mix (counts per rate) of adapters of rank `rank`, on some --max-loras."""
-    contents = [([rank] * int(m.sum()), np.repeat(rates, m).tolist()) for m in mixes]
-    return [b is not None for b in best_slots(oracle, contents, inst.lengths)]
+    return accepted(oracle, [([rank] * int(m.sum()), np.repeat(rates, m).tolist()) for m in mixes], inst.lengths)

@@ -9,10 +9,9 @@ from loraplace.twin.oracle import GpuQuery, Oracle, Verdict, slot_candidates
 from .placement import GpuPlan, PlacementInstance, Share
 
 
-def slot_queries(ranks: list[int], rates: list[float], lengths: LengthSpec, max_lora_rank: int | None = None
-                 ) -> list[GpuQuery]:
-    """One GPU content asked with each `--max-loras` worth trying (`--max-lora-rank` its largest rank by default)."""
-    first = GpuQuery.of(ranks, rates, 1, lengths, max_lora_rank)
+def slot_queries(ranks: list[int], rates: list[float], lengths: LengthSpec) -> list[GpuQuery]:
+    """One GPU content asked with each `--max-loras` worth trying."""
+    first = GpuQuery.of(ranks, rates, 1, lengths)
     return [first.with_slots(m) for m in slot_candidates(len(ranks))]
 
 
@@ -25,16 +24,20 @@ def pick(queries: list[GpuQuery], verdicts: list[Verdict]) -> tuple[GpuQuery, Ve
     return q, v
 
 
-def best_slots(oracle: Oracle, contents: list[tuple[list[int], list[float]]], lengths: LengthSpec,
-               max_lora_rank: int | None = None):
+def best_slots(oracle: Oracle, contents: list[tuple[list[int], list[float]]], lengths: LengthSpec):
     """For each GPU content (ranks, rates), the best (query, verdict) over its slot counts, or None; one oracle call."""
-    per_group = [slot_queries(ranks, rates, lengths, max_lora_rank) for ranks, rates in contents]
+    per_group = [slot_queries(ranks, rates, lengths) for ranks, rates in contents]
     verdicts = oracle.evaluate([q for qs in per_group for q in qs])
     out, at = [], 0
     for qs in per_group:
         out.append(pick(qs, verdicts[at:at + len(qs)]))
         at += len(qs)
     return out
+
+
+def accepted(oracle: Oracle, contents: list[tuple[list[int], list[float]]], lengths: LengthSpec) -> list[bool]:
+    """Whether the oracle serves each GPU content (ranks, rates) on some `--max-loras`; one oracle call."""
+    return [b is not None for b in best_slots(oracle, contents, lengths)]
 
 
 def fit_many(oracle: Oracle, groups: list[list[Share]], lengths: LengthSpec) -> list[GpuPlan | None]:

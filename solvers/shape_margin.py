@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from loraplace.twin.entities import Adapter, LengthSpec
+from loraplace.twin.entities import LengthSpec
 from loraplace.twin.oracle import Oracle
 
 from .capacity import LOAD_STEPS, _largest
-from .gpu_fit import fit_many
-from .placement import Share
+from .gpu_fit import accepted
 
 ADAPTER_COUNTS = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 MAX_RATE = 3.2  # the surrogate's training range
@@ -32,8 +31,7 @@ def max_load(oracle: Oracle, weights: np.ndarray, lengths: LengthSpec, rank: int
         rates = weights * LOAD_STEPS[i] / tok
         if rates.max() > MAX_RATE:
             return False
-        return fit_many(oracle, [[Share(Adapter(f"p{j}", int(k), x)) for j, (k, x) in enumerate(zip(ranks, rates))]],
-                        lengths)[0] is not None
+        return accepted(oracle, [(ranks.tolist(), rates.tolist())], lengths)[0]
 
     return LOAD_STEPS[max(_largest(holds, 0, len(LOAD_STEPS) - 1), 0)]
 

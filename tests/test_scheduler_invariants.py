@@ -48,7 +48,6 @@ def test_invariants_hold_under_pressure(checked, llama, n, slots, kv, seed, seqs
     sim = small_sim(llama, n_adapters=n, max_loras=slots, kv_tokens=kv, seed=seed, duration=60.0,
                     max_num_seqs=seqs, budget=budget)
     res = sim.run()
-    t = sim.workload
     assert res.completed <= res.arrivals
     # tokens conserved: a completed request produced exactly its output tokens
     assert res.throughput_tok_s <= res.ideal_tok_s + 1e-9

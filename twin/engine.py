@@ -93,8 +93,8 @@ class Simulator:
         sched = V1Scheduler(table, cfg, num_blocks, len(self.adapters), preallocate)
         slots = LoraSlots(len(self.adapters), cfg.max_loras)
         arrival, n = table.arrival, len(table.arrival)
+        # itl_d, itl_w: the duration of each step that decodes, and its decode tokens
         stats = {"steps": 0, "loads": 0, "preemptions": 0, "itl_d": [], "itl_w": [], "queue": []}
-        itl_d, itl_w = stats["itl_d"], stats["itl_w"]  # duration of each step that decodes, and its decode tokens
         now, next_arr, next_sample = 0.0, 0, 0.0
         ports = PortPool(opt.client) if opt.client else None
         while now < opt.duration:

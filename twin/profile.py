@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, InputFileError, UnknownProfileError
+from .errors import InputFileError, UnknownProfileError
 
 
 OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ms_per_prefill_token_sq", "lora_ref_rank", "lora_sq_rank_power")
