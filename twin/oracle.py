@@ -101,7 +101,7 @@ class Oracle(ABC):
     # as oracle and for models trained by hand, is one margin for every count, not measured for them.
     shape_margins: tuple[tuple[int, float], ...] = ((1, 1.15),)
     # How much more load a GPU may carry when some adapters have a smaller rank than its --max-lora-rank (the
-    # capacity tables probe adapters all of the GPU's rank). None in the twin, which only sees --max-lora-rank;
+    # capacity tables probe adapters all of the GPU's rank). 1.0 for the twin, which only sees --max-lora-rank;
     # shipped surrogates set what benchmarks/capacity_margin.py measures (surrogate.oracle.RANK_MARGINS).
     rank_margin: float = 1.0
 
