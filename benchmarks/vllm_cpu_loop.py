@@ -13,6 +13,7 @@ and writes every output plus a summary under --out. Usage (about 30 to 45 minute
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -50,6 +51,21 @@ def make_venv(venv: Path, log: Path) -> Path:
     return venv / "bin" / "loraplace"
 
 
+def scaled_plan(plan: Path, scale: float, out: Path) -> Path:
+    """The plan with every adapter rate times `scale` (the plan itself where the scale is 1)."""
+    if scale == 1.0:
+        return plan
+    with open(plan, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["adapter_rates"] = ";".join(f"{float(x) * scale:.6g}" for x in r["adapter_rates"].split(";"))
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "vllm-cpu")
@@ -59,7 +75,12 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8100)
     ap.add_argument("--json", type=Path, help="write the summary here too")
     ap.add_argument("--resume", action="store_true", help="keep a finished profiling stage in --out (measure again)")
+    ap.add_argument("--rate-scale", type=float, default=1.0,
+                    help="multiply the plan's adapter rates (a machine slower than the one the plan was made for "
+                         "needs less than 1 to see the same loads); the scaled plan is written to OUT/plan.csv")
     args = ap.parse_args()
+    if not args.rate_scale > 0:
+        sys.exit(f"vllm_cpu_loop: --rate-scale must be positive, got {args.rate_scale}")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "loop.log"
@@ -80,9 +101,9 @@ def main() -> int:
     sh(me + ["calibrate", cal, "--model", meta["model"], "--gpu", "cpu", "--vllm-version", meta["vllm_version"],
              "--max-model-len", "2048", "--out", profile], log)
 
-    runs = out / "runs.csv"
+    runs, plan = out / "runs.csv", scaled_plan(args.plan, args.rate_scale, out / "plan.csv")
     t = time.monotonic()
-    sh([live, "measure", "--tiny", "--runs-plan", args.plan, "--out", runs, "--work", work, "--port", args.port], log)
+    sh([live, "measure", "--tiny", "--runs-plan", plan, "--out", runs, "--work", work, "--port", args.port], log)
     times["measure_s"] = time.monotonic() - t
 
     report = out / "validation.json"
@@ -94,7 +115,7 @@ def main() -> int:
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "device": meta["device"], "vllm_version": meta["vllm_version"],
-        "runs": v["n_ok_runs"], "throughput_mape_pct": v["throughput_mape_pct"],
+        "runs": v["n_ok_runs"], "rate_scale": args.rate_scale, "throughput_mape_pct": v["throughput_mape_pct"],
         "throughput_max_ape_pct": v["throughput_max_ape_pct"], "throughput_bias_pct": v["throughput_bias_pct"],
         "starved_accuracy": v["starved_accuracy"], "startup_accuracy": v["startup_accuracy"],
         "targets": {"throughput_mape_pct_max": 5.0, "starved_accuracy_min": 0.95},

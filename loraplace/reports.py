@@ -76,13 +76,15 @@ def validation(rows: list[dict], s: dict) -> None:
     for col in ("run", "status meas/pred", "meas tok/s", "twin tok/s", "err %", "ref twin tok/s", "starved meas/pred"):
         t.add_column(col, justify="right" if "tok" in col or "%" in col else "left")
     for r in rows:
-        ok = r["predicted_status"] == "ok" and r["measured_status"] == "ok" and r["measured_tok_s"]
-        err = (r["predicted_tok_s"] / r["measured_tok_s"] - 1) * 100 if ok else None
+        served = r["predicted_status"] == "ok" and r["measured_status"] == "ok"
+        err = (r["predicted_tok_s"] / r["measured_tok_s"] - 1) * 100 if served and r["measured_tok_s"] else None
         t.add_row(r["run_id"], f"{r['measured_status']}/{r['predicted_status']}", _fmt(r["measured_tok_s"]),
-                  _fmt(r["predicted_tok_s"]) if ok else "-", _fmt(err), _fmt(r["reference_twin_tok_s"]),
+                  _fmt(r["predicted_tok_s"]) if served else "-", _fmt(err), _fmt(r["reference_twin_tok_s"]),
                   f"{_fmt(r['measured_starved'])}/{_fmt(r['predicted_starved'])}")
     console.print(t)
-    sm = Table(title="summary (throughput errors over runs that served)")
+    zero = s.get("n_zero_throughput_runs", 0)
+    sm = Table(title="summary (throughput errors over runs that served"
+               + (f"; {zero} that completed nothing have no percentage error)" if zero else ")"))
     sm.add_column("subset")
     for col in ("runs", "MAPE %", "median APE %", "max APE %", "bias %"):
         sm.add_column(col, justify="right")

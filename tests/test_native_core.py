@@ -68,4 +68,11 @@ def test_native_core_rejects_arrays_of_other_lengths():
     f, i = np.zeros(3), np.zeros(3, np.int64)
     with pytest.raises(ValueError, match="one 8-byte value per request"):
         native._core.simulate(f, i, i, np.zeros(2, np.int64), i.copy(), f.copy(), f.copy(), i.copy(),
-                              (1, 1, 8, 2048, 16, 256, 4, 100), (0.0,) * 8, 0, 0.0, 10.0)
+                              (1, 1, 8, 2048, 16, 256, 4, 100), (0.0,) * 12 + (1.0,), 0, 0.0, 10.0)
+
+
+def test_native_core_matches_with_a_working_set_lora_term(llama):
+    """A profile whose LoRA tokens cost what their working set sets (profile.StepTimeModel), knees inside the steps."""
+    step = dataclasses.replace(llama.step, lora_ms_per_token=0.0, lora_ms_per_prefill_token=0.0, lora_ref_rank=32.0,
+                               lora_ws_ms_lo=0.02, lora_ws_ms_hi=0.08, lora_ws_knee_lo=100.0, lora_ws_knee_hi=1500.0)
+    _assert_same({"profile": dataclasses.replace(llama, step=step)}, duration=90.0)

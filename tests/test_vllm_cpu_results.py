@@ -1,5 +1,5 @@
-"""The recorded live-vLLM loop (benchmarks/results/vllm-cpu/): its profile is what `loraplace calibrate`
-makes of its micro-benchmarks, and `twin validate` on its measured runs gives the recorded summary."""
+"""The recorded live-vLLM loops (benchmarks/results/vllm-cpu/DATE/): each profile is what `loraplace calibrate`
+makes of its micro-benchmarks, and `twin validate` on each measured runs file gives the recorded summary."""
 
 import json
 from pathlib import Path
@@ -11,27 +11,38 @@ from loraplace.twin.profile import Profile
 from loraplace.twin.validate import read_runs, validate
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "vllm-cpu"
+LOOPS = sorted(p.parent for p in RESULTS.glob("*/tiny-llama_cpu.json"))
+# every runs file of a loop beside the validation it recorded (runs.csv -> validation.json, runs-X.csv -> validation-X.json)
+RUNS = [(loop, runs, loop / runs.name.replace("runs", "validation").replace(".csv", ".json"))
+        for loop in LOOPS for runs in sorted(loop.glob("runs*.csv"))]
 
 
-@pytest.fixture(scope="module")
-def meta():
-    return json.loads((RESULTS / "calibration" / "profile-meta.json").read_text())
+def test_every_recorded_loop_has_its_files():
+    assert len(LOOPS) >= 2
+    for loop in LOOPS:
+        assert (loop / "calibration" / "profile-meta.json").exists() and (loop / "runs.csv").exists()
+    assert all(validation.exists() for _, _, validation in RUNS)
 
 
-def test_recorded_profile_is_reproduced_from_its_benchmarks(meta):
-    shipped = json.loads((RESULTS / "tiny-llama_cpu.json").read_text())
-    made = calibrate(RESULTS / "calibration", meta["model"], "cpu", meta["vllm_version"], 2048)
+@pytest.mark.parametrize("loop", LOOPS, ids=lambda p: p.name)
+def test_recorded_profile_is_reproduced_from_its_benchmarks(loop):
+    meta = json.loads((loop / "calibration" / "profile-meta.json").read_text())
+    shipped = json.loads((loop / "tiny-llama_cpu.json").read_text())
+    made = calibrate(loop / "calibration", meta["model"], "cpu", meta["vllm_version"], 2048)
     assert json.loads(made.to_json()) | {"provenance": None} == shipped | {"provenance": None}
     assert made.provenance["inputs_sha256"] == shipped["provenance"]["inputs_sha256"]
     assert made.engine.preallocate_blocks == 0  # vLLM 0.32: no preallocated KV blocks
     assert made.step.lora_ms_per_prefill_token is not None  # the harness measures prompts with LoRA
-    scores = made.provenance["fit"]["lora_overhead"]["sq_rank_power_cv_mape_pct"]  # both rank powers scored
-    assert set(scores) == {"1", "2"} and scores[f"{made.step.lora_sq_rank_power:g}"] == min(scores.values())
+    fit = made.provenance["fit"]["lora_overhead"]  # every token-cost form scored, the best in held-out time kept
+    scores = fit["token_form_cv_time_error_pct"]
+    assert set(scores) == {"prompt_sq_rank_power_1", "prompt_sq_rank_power_2", "working_set"}
+    assert scores[fit["token_form"]] == min(scores.values())
 
 
-def test_recorded_validation_is_reproduced():
-    profile = Profile.from_dict(json.loads((RESULTS / "tiny-llama_cpu.json").read_text()))
-    recorded = json.loads((RESULTS / "validation.json").read_text())
-    rows, summary = validate(profile, read_runs(RESULTS / "runs.csv"), seed=0)
+@pytest.mark.parametrize("loop, runs, validation", RUNS, ids=lambda p: f"{p.parent.name}/{p.name}" if p.suffix else "")
+def test_recorded_validation_is_reproduced(loop, runs, validation):
+    profile = Profile.from_dict(json.loads((loop / "tiny-llama_cpu.json").read_text()))
+    recorded = json.loads(validation.read_text())
+    rows, summary = validate(profile, read_runs(runs), seed=0)
     for key in ("n_ok_runs", "throughput_mape_pct", "throughput_max_ape_pct", "starved_accuracy", "startup_accuracy"):
         assert summary[key] == recorded[key]

@@ -306,7 +306,19 @@ static i64 advance(Sim *s, i64 k, double end) {
 }
 
 /* StepTimePredictor.coefficients(), in that order */
-typedef struct { double fixed_ms, prefill_ms, prefill_sq_ms, waiting_ms, load_ms, seq_ms, ctx_ms, adapter_ms; } StepModel;
+typedef struct {
+    double fixed_ms, prefill_ms, prefill_sq_ms, waiting_ms, load_ms, seq_ms, ctx_ms, adapter_ms;
+    double ws_scale, ws_lo, ws_hi, ws_log_knee, ws_log_span;
+} StepModel;
+
+/* StepTimePredictor.working_set_ms */
+static double working_set_ms(const StepModel *m, double tokens) {
+    double w = tokens * m->ws_scale;
+    if (w <= 0.0) return 0.0;
+    double ramp = (log(w) - m->ws_log_knee) / m->ws_log_span;
+    ramp = ramp < 0.0 ? 0.0 : ramp > 1.0 ? 1.0 : ramp;
+    return w * (m->ws_lo + (m->ws_hi - m->ws_lo) * ramp);
+}
 
 /* twin/step_time.py StepTimePredictor.seconds, term by term in the same order. */
 static double step_seconds(const StepModel *m, i64 decode_seqs, i64 prefill, i64 context, i64 distinct, i64 waiting,
@@ -315,7 +327,7 @@ static double step_seconds(const StepModel *m, i64 decode_seqs, i64 prefill, i64
     double scalar = m->fixed_ms + (m->prefill_ms + m->prefill_sq_ms * p) * p + m->waiting_ms * (double)waiting
                     + m->load_ms * (double)loads;
     return (scalar + m->seq_ms * (double)decode_seqs + m->ctx_ms * (double)context
-            + m->adapter_ms * (double)distinct) / 1000.0;
+            + m->adapter_ms * (double)distinct + working_set_ms(m, (double)(decode_seqs + prefill))) / 1000.0;
 }
 
 typedef struct { i64 steps, loads, preemptions; DoubleVec itl_d; IntVec itl_w; } Stats;
@@ -366,11 +378,12 @@ static PyObject *simulate(PyObject *self, PyObject *args) {
     StepModel m;
     double duration;
     memset(&s, 0, sizeof s);
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*w*(nnnnnnnn)(dddddddd)ndd", &b_arr, &b_ad, &b_pr, &b_out, &b_gen,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*w*(nnnnnnnn)(ddddddddddddd)ndd", &b_arr, &b_ad, &b_pr, &b_out, &b_gen,
                           &b_first, &b_fin, &b_pre, &s.n_adapters, &s.max_loras, &s.max_num_seqs,
                           &s.max_batched_tokens, &s.bs, &s.max_blocks, &s.prealloc, &s.free_blocks, &m.fixed_ms,
                           &m.prefill_ms, &m.prefill_sq_ms, &m.waiting_ms, &m.load_ms, &m.seq_ms, &m.ctx_ms,
-                          &m.adapter_ms, &s.ports, &s.time_wait, &duration))
+                          &m.adapter_ms, &m.ws_scale, &m.ws_lo, &m.ws_hi, &m.ws_log_knee,
+                          &m.ws_log_span, &s.ports, &s.time_wait, &duration))
         return NULL;
     Py_buffer *bufs[] = {&b_arr, &b_ad, &b_pr, &b_out, &b_gen, &b_first, &b_fin, &b_pre};
     s.n = b_arr.len / (Py_ssize_t)sizeof(double);

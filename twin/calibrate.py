@@ -17,6 +17,7 @@ from .profile import EngineModel, MemoryModel, Profile, StepTimeModel
 
 CALIBRATION_FILES = ("step_time_base.csv", "lora_overhead.csv", "loading.csv", "kv_capacity.csv", "scheduler_overhead.csv")
 TWIN_VERSION = "0.1.0"
+WS_GRID = 16  # candidate knees of the working-set LoRA form (log-spaced over the rows' working sets)
 
 # kv_capacity rows read off vLLM's start-up (the reference's name, and `loraplace profile`'s); others are derived.
 MEASURED_KV_SOURCES = ("find_available_gpu_memory", "vllm_startup_log")
@@ -134,26 +135,65 @@ def loaded_step_rows(sched: list[dict], load_ms: float, path: Path) -> list[tupl
     return out
 
 
-def choose_weighting(X: np.ndarray, y: np.ndarray, base: np.ndarray, folds: int = 5) -> tuple[str, dict]:
+def fixed(X: np.ndarray):
+    """A design with no parameters of its own (see choose_weighting)."""
+    return lambda train, w: (X, {})
+
+
+def working_set_design(W: np.ndarray, L: np.ndarray, S: np.ndarray, y: np.ndarray, base: np.ndarray):
+    """The working-set form's design (profile.StepTimeModel): columns 1, W below and W above the knees' log-linear
+    ramp, adapters, slots; the knees are fitted on the training rows (least weighted squares over a grid of
+    WS_GRID log-spaced working sets, every pair) and returned with the matrix."""
+
+    def columns(lo: float, hi: float) -> np.ndarray:
+        ramp = np.clip(np.log(np.maximum(W, 1e-300) / lo) / np.log(hi / lo), 0.0, 1.0)
+        return np.c_[np.ones_like(W), W * (1 - ramp), W * ramp, L, S]
+
+    def design(train: np.ndarray, w: np.ndarray):
+        seen = W[train][W[train] > 0]
+        grid = np.geomspace(seen.min(), seen.max(), WS_GRID)
+        best = None
+        for i, lo in enumerate(grid[:-1]):
+            for hi in grid[i + 1:]:
+                X = columns(lo, hi)
+                coef, _ = nnls(X[train] * w[train, None], (y[train] - base[train]) * w[train], "LoRA working set")
+                sse = float((((X[train] @ coef - (y[train] - base[train])) * w[train]) ** 2).sum())
+                if best is None or sse < best[0]:
+                    best = (sse, lo, hi)
+        _, lo, hi = best
+        return columns(lo, hi), {"lora_ws_knee_lo": float(lo), "lora_ws_knee_hi": float(hi)}
+
+    return design
+
+
+def choose_weighting(design, y: np.ndarray, base: np.ndarray, folds: int = 5) -> tuple[str, dict, float]:
     """Least squares in absolute or in relative error, whichever predicts held-out rows better (k-fold, seeded).
 
     Step times in one calibration set can span an order of magnitude; which weighting generalises is a
     property of the data, so the data decides, scored as the twin is judged: mean absolute percentage error.
+    `design(train, weights)` gives the design matrix of every row, with any parameters of its own fitted on
+    the training rows only. Returns the weighting, the MAPE of each, and the chosen one's held-out error in
+    summed step time (absolute errors over summed times, %).
     """
     fold = np.random.default_rng(0).permutation(len(y)) % folds
-    scores = {}
+    scores, time_err = {}, {}
     for name, w in (("absolute", np.ones_like(y)), ("relative", 1 / y)):
-        ape = np.empty_like(y)
+        pred = np.empty_like(y)
         for k in range(folds):
             tr, te = fold != k, fold == k
+            X, _ = design(tr, w)
             coef, _ = nnls(X[tr] * w[tr, None], (y[tr] - base[tr]) * w[tr], "LoRA overhead")
-            ape[te] = np.abs(base[te] + X[te] @ coef - y[te]) / y[te] * 100
-        scores[name] = round(float(ape.mean()), 3)
-    return min(scores, key=scores.get), scores
+            pred[te] = base[te] + X[te] @ coef
+        scores[name] = round(float((np.abs(pred - y) / y).mean() * 100), 3)
+        time_err[name] = round(float(np.abs(pred - y).sum() / y.sum() * 100), 3)
+    best = min(scores, key=scores.get)
+    return best, scores, time_err[best]
 
 
 def fit_lora(overhead: list[dict], sched: list[dict], step: dict, load_ms: float, op: Path, sp: Path) -> tuple[dict, dict]:
-    """LoRA cost per step = l0 + per token + per distinct adapter + per slot, on top of the fitted base model.
+    """LoRA cost per step = l0 + per token + per distinct adapter + per slot, on top of the fitted base model; where
+    the benchmarks record a step's prompt tokens and their square (`loraplace profile`), the form of the token cost
+    is picked by held-out error among a squared-prompt term and a working-set cost (profile.StepTimeModel).
 
     Rows: the LoRA micro-benchmark (about 200 sequences, 300 slots, 1..300 adapters; `loraplace profile`
     adds prefill runs), the scheduler runs without a waiting queue or adapter swapping (slots 8..448,
@@ -194,20 +234,32 @@ def fit_lora(overhead: list[dict], sched: list[dict], step: dict, load_ms: float
     if measured_prefill:  # prompt tokens measured apart: they get their own cost
         names.append("lora_ms_per_prefill_token")
         X = np.c_[np.ones_like(B), B, L, S, P]
+    design = fixed(X)
     if measured_prefill and not np.isnan(Q).any():  # and the square of a step's prompt tokens, where recorded
-        names.append("lora_ms_per_prefill_token_sq")
-        # Its cost may scale with rank or with rank squared (padded LoRA buffers outgrowing caches): the data picks.
+        # How tokens cost, the data picks by held-out error in summed step time: a term in the square of a step's
+        # prompt tokens scaling with rank or rank squared (padded LoRA buffers outgrowing caches), or every token
+        # of the step, prompt or decode, at a cost its working set sets (kernels that gather each token's weights).
+        # The forms part in big steps, where a loaded server spends its time; MAPE would weigh every benchmark
+        # row alike, and most are small steps.
         powers = (1.0, 2.0) if rank_varied else (1.0,)
-        tried = {p: choose_weighting(np.c_[X, Q * scale**p], y, base) for p in powers}
-        power = min(powers, key=lambda p: min(tried[p][1].values()))
-        X = np.c_[X, Q * scale**power]
-        weighting, cv = tried[power]
-        if rank_varied:
-            coef["lora_sq_rank_power"] = power
-            res["sq_rank_power_cv_mape_pct"] = {f"{p:g}": min(tried[p][1].values()) for p in powers}
+        forms = {f"prompt_sq_rank_power_{p:g}": (fixed(np.c_[X, Q * scale**p]), names + ["lora_ms_per_prefill_token_sq"],
+                                                 {"lora_sq_rank_power": p} if rank_varied else {}) for p in powers}
+        forms["working_set"] = (working_set_design(B + P, L, S, y, base),
+                                ["lora_ms", "lora_ws_ms_lo", "lora_ws_ms_hi", "lora_ms_per_adapter", "lora_ms_per_slot"],
+                                {"lora_ms_per_token": 0.0, "lora_ms_per_prefill_token": 0.0})
+        tried = {f: choose_weighting(d, y, base) for f, (d, _, _) in forms.items()}
+        form = min(forms, key=lambda f: tried[f][2])
+        design, names, extra = forms[form]
+        coef |= extra
+        weighting, cv, _ = tried[form]
+        res["token_form"] = form
+        res["token_form_cv_time_error_pct"] = {f: t[2] for f, t in tried.items()}
+        res["token_form_cv_mape_pct"] = {f: min(t[1].values()) for f, t in tried.items()}
     else:
-        weighting, cv = choose_weighting(X, y, base)
+        weighting, cv, _ = choose_weighting(design, y, base)
     w = 1 / y if weighting == "relative" else np.ones_like(y)
+    X, knees = design(np.ones(len(y), bool), w)
+    coef |= knees
     fitted, _ = nnls(X * w[:, None], (y - base) * w, "LoRA overhead")
     ape = np.abs(base + X @ fitted - y) / y * 100
     res = {"rows": int(len(y)), "loaded_scheduler_rows": len(loaded), "weighting": weighting, "cv_mape_pct": cv,

@@ -13,7 +13,8 @@ import numpy as np
 from .errors import InputFileError, UnknownProfileError
 
 
-OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ms_per_prefill_token_sq", "lora_ref_rank", "lora_sq_rank_power")
+OPTIONAL_STEP_KEYS = ("lora_ms_per_prefill_token", "lora_ms_per_prefill_token_sq", "lora_ref_rank", "lora_sq_rank_power",
+                      "lora_ws_ms_lo", "lora_ws_ms_hi", "lora_ws_knee_lo", "lora_ws_knee_hi")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class StepTimeModel:
     per-token LoRA costs are those at lora_ref_rank and scale in proportion to the server's max_lora_rank
     (LoRA buffers are padded to it), the squared prompt term with its power lora_sq_rank_power (absent: 1),
     which the calibration picks by cross-validation.
+    Working set (lora_ws_*, absent where unused): LoRA kernels that gather each token's adapter weights (vLLM's
+    CPU path) cost per token of the step, decode or prompt alike, what their working set W = tokens x
+    max_lora_rank / lora_ref_rank dictates: lora_ws_ms_lo per token of W up to lora_ws_knee_lo, lora_ws_ms_hi from
+    lora_ws_knee_hi on (caches outgrown), linear in log W between; the per-token terms above are then zero.
     scheduler: sched_ms_per_waiting * waiting requests (CPU time of the admission loop, which walks the queue).
     """
 
@@ -48,6 +53,19 @@ class StepTimeModel:
     lora_ms_per_prefill_token_sq: float | None = None
     lora_ref_rank: float | None = None
     lora_sq_rank_power: float | None = None
+    lora_ws_ms_lo: float | None = None
+    lora_ws_ms_hi: float | None = None
+    lora_ws_knee_lo: float | None = None
+    lora_ws_knee_hi: float | None = None
+
+    def lora_working_set(self, max_lora_rank: int) -> tuple[float, float, float, float, float]:
+        """(tokens-to-W factor, ms per W token below and above the knees, log of the lower knee, log of the knees'
+        ratio) at this max_lora_rank; all zero (span 1) where the profile has no working-set term."""
+        if self.lora_ws_knee_lo is None:
+            return 0.0, 0.0, 0.0, 0.0, 1.0
+        scale = 1.0 if self.lora_ref_rank is None else max_lora_rank / self.lora_ref_rank
+        return (scale, self.lora_ws_ms_lo, self.lora_ws_ms_hi, math.log(self.lora_ws_knee_lo),
+                math.log(self.lora_ws_knee_hi / self.lora_ws_knee_lo))
 
     def lora_token_ms(self, max_lora_rank: int) -> tuple[float, float, float]:
         """LoRA ms per decode token, per prompt token and per squared prompt tokens of a step, at this max_lora_rank."""
@@ -154,6 +172,12 @@ class Profile:
                 raise InputFileError(f"profile {self.name}: {k} is not a finite number")
         if self.step.intercept_ms <= 0 or self.step.decode_ms_per_seq < 0 or self.step.prefill_ms_per_token <= 0:
             raise InputFileError(f"profile {self.name}: step-time coefficients must be positive")
+        st = self.step
+        ws = (st.lora_ws_ms_lo, st.lora_ws_ms_hi, st.lora_ws_knee_lo, st.lora_ws_knee_hi)
+        if any(v is None for v in ws) and any(v is not None for v in ws):
+            raise InputFileError(f"profile {self.name}: the working-set LoRA term needs all four lora_ws_* fields")
+        if ws[0] is not None and not (min(ws[:2]) >= 0 and 0 < ws[2] < ws[3]):
+            raise InputFileError(f"profile {self.name}: working-set LoRA costs must be >= 0 and its knees 0 < lo < hi")
 
 
 def shipped_profiles() -> list[str]:

@@ -33,6 +33,16 @@ class StepTimePredictor:
         self.fixed_ms = s.intercept_ms + s.lora_ms + s.lora_ms_per_slot * max_loras
         self.seq_ms = s.decode_ms_per_seq + lora_decode_ms
         self.prefill_ms = s.prefill_ms_per_token + lora_prefill_ms
+        self.ws = s.lora_working_set(max_lora_rank)
+
+    def working_set_ms(self, tokens):
+        """The working-set LoRA term (profile.StepTimeModel) of steps computing `tokens` tokens; 0 where unused."""
+        scale, lo, hi, log_knee, log_span = self.ws
+        if not scale:
+            return 0.0
+        w = np.asarray(tokens, float) * scale
+        ramp = np.clip((np.log(np.maximum(w, 1e-300)) - log_knee) / log_span, 0.0, 1.0)
+        return w * (lo + (hi - lo) * ramp)
 
     def seconds(self, shape: StepShape) -> float:
         """The step's time; the fields may be arrays (one step each), scalars summed first."""
@@ -40,14 +50,15 @@ class StepTimePredictor:
         scalar = (self.fixed_ms + (self.prefill_ms + self.lora_prefill_sq_ms * p) * p + s.sched_ms_per_waiting * shape.waiting
                   + self.load_ms * shape.adapter_loads)
         return (scalar + self.seq_ms * shape.decode_seqs + s.attn_ms_per_ctx_token * shape.decode_context
-                + s.lora_ms_per_adapter * shape.distinct_adapters) / 1000.0
+                + s.lora_ms_per_adapter * shape.distinct_adapters + self.working_set_ms(shape.decode_seqs + p)) / 1000.0
 
     def coefficients(self) -> tuple[float, ...]:
         """The terms of `seconds` in the order twin/_core.c's copy of it takes them: fixed, prefill per token and per
-        token squared, per waiting request, per load (ms), per decode sequence, per context token, per adapter."""
+        token squared, per waiting request, per load (ms), per decode sequence, per context token, per adapter, then
+        the working-set term's five numbers (StepTimeModel.lora_working_set)."""
         s = self.s
         return (self.fixed_ms, self.prefill_ms, self.lora_prefill_sq_ms, s.sched_ms_per_waiting, self.load_ms,
-                self.seq_ms, s.attn_ms_per_ctx_token, s.lora_ms_per_adapter)
+                self.seq_ms, s.attn_ms_per_ctx_token, s.lora_ms_per_adapter) + self.ws
 
     def decode_steps(self, seqs: np.ndarray, context: np.ndarray, distinct: np.ndarray, waiting: int) -> np.ndarray:
         """Seconds of consecutive pure-decode steps, from each step's sequences, summed context and distinct adapters."""

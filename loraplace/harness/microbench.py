@@ -44,7 +44,7 @@ class ProfilePlan:
     lora_slots: int = 16
     lora_distinct: tuple[int, ...] = (1, 2, 4, 8, 16)
     lora_concurrency: tuple[int, ...] = (4, 16, 48)
-    lora_prefill: tuple[tuple[int, int], ...] = ((1, 100), (4, 100), (16, 100), (64, 100), (64, 400))
+    lora_prefill: tuple[tuple[int, int], ...] = ((1, 100), (4, 100), (8, 100), (16, 100), (32, 100), (64, 100), (64, 400))
     lora_output: int = 100
     load_swaps: int = 40
     sched_slots: tuple[int, ...] = (4, 8, 16, 32)
@@ -196,11 +196,12 @@ class Profiler:
                  f"batch {o.mean_batch:.1f}, {o.duration_s:.1f} s")
 
     def lora_overhead(self, base_itl: dict[int, float]) -> None:
-        """Decode and prompt steps with LoRA, on servers at the smallest and the largest max_lora_rank."""
+        """Decode and prompt steps with LoRA (prompt steps from one prompt to full token budgets), on a server at
+        each max_lora_rank of the plan."""
         p = self.plan
         adapters = build_adapters(self.model_dir, self.work / "adapters", [min(p.ranks)] * p.lora_slots, self.seed)
         names = [a[0] for a in adapters]
-        for rank in sorted({min(p.ranks), max(p.ranks)}):
+        for rank in sorted(set(p.ranks)):
             with self.server(adapters, p.lora_slots, rank) as s:
                 self.kv_row(s, p.lora_slots, rank, "ok")
                 self.observe(s, closed_loop(len(names), names, 4, 4), drain=True, concurrency=len(names))  # warm-up
