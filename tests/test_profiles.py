@@ -67,6 +67,13 @@ def test_malformed_profile_files(tmp_path):
     bad.write_text(json.dumps(good))
     with pytest.raises(InputFileError, match="positive"):
         load_profile(str(bad))
+    good["step"]["intercept_ms"] = 1.0
+    for ws, message in (({"lora_ws_ms_lo": 0.1}, "all four"),
+                        ({"lora_ws_ms_lo": 0.1, "lora_ws_ms_hi": 0.2, "lora_ws_knee_lo": 500.0, "lora_ws_knee_hi": 100.0},
+                         "knees 0 < lo < hi")):
+        bad.write_text(json.dumps(good | {"step": good["step"] | ws}))
+        with pytest.raises(InputFileError, match=message):
+            load_profile(str(bad))
 
 
 def test_calibrate_rejects_bad_directories(tmp_path, shared):
