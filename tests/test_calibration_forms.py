@@ -48,14 +48,14 @@ def fit(rows):
     return fit_lora(rows, [], BASE, 0.5, Path("lora_overhead.csv"), Path("scheduler_overhead.csv"))
 
 
-def test_calibration_recovers_a_working_set_law():
+def test_calibration_recovers_a_working_set_law(llama):
     coef, res = fit(benchmark_rows(lambda d, p, r: working_set_law(d + p, r)))
     assert res["token_form"] == "working_set"
     scores = res["token_form_cv_time_error_pct"]
     assert scores["working_set"] < min(v for f, v in scores.items() if f != "working_set")
     assert coef["lora_ms_per_token"] == 0.0 and "lora_ms_per_prefill_token_sq" not in coef
     model = StepTimeModel(**BASE, sched_ms_per_waiting=0.0, **coef)
-    predictor = StepTimePredictor(dataclasses.replace(_profile(), step=model), 16, 32)
+    predictor = StepTimePredictor(dataclasses.replace(llama, step=model), 16, 32)
     for tokens in (50, 500, 1000, 2000):  # the fitted law against the true one, prompt-only steps at rank 32
         fitted = predictor.seconds(StepShape(0, tokens, 0, 4, 0, 0)) * 1000
         true = 1.0 + BASE["prefill_ms_per_token"] * tokens + 3.0 + working_set_law(np.array(tokens, float), 32)
@@ -66,9 +66,3 @@ def test_calibration_keeps_a_squared_prompt_law():
     coef, res = fit(benchmark_rows(squared_prompt_law))
     assert res["token_form"] == "prompt_sq_rank_power_2" and coef["lora_sq_rank_power"] == 2.0
     assert "lora_ws_knee_lo" not in coef
-
-
-def _profile():
-    from loraplace.twin.profile import load_profile
-
-    return load_profile("llama-3.1-8b-instruct_h100-64gb")

@@ -14,6 +14,7 @@ import numpy as np
 from .csvfiles import read_csv
 from .errors import InputFileError
 from .profile import EngineModel, MemoryModel, Profile, StepTimeModel
+from .step_time import working_set_ramp
 
 CALIBRATION_FILES = ("step_time_base.csv", "lora_overhead.csv", "loading.csv", "kv_capacity.csv", "scheduler_overhead.csv")
 TWIN_VERSION = "0.1.0"
@@ -146,7 +147,7 @@ def working_set_design(W: np.ndarray, L: np.ndarray, S: np.ndarray, y: np.ndarra
     WS_GRID log-spaced working sets, every pair) and returned with the matrix."""
 
     def columns(lo: float, hi: float) -> np.ndarray:
-        ramp = np.clip(np.log(np.maximum(W, 1e-300) / lo) / np.log(hi / lo), 0.0, 1.0)
+        ramp = working_set_ramp(W, np.log(lo), np.log(hi / lo))
         return np.c_[np.ones_like(W), W * (1 - ramp), W * ramp, L, S]
 
     def design(train: np.ndarray, w: np.ndarray):

@@ -21,6 +21,12 @@ class StepShape:
     adapter_loads: int
 
 
+def working_set_ramp(w, log_knee: float, log_span: float):
+    """Where working sets `w` sit between the working-set term's knees (profile.StepTimeModel): 0 up to the lower,
+    1 from the upper, linear in log w between."""
+    return np.clip((np.log(np.maximum(w, 1e-300)) - log_knee) / log_span, 0.0, 1.0)
+
+
 class StepTimePredictor:
     """Step time in seconds for one server; replaceable (Vidur-style) by any object with the same two methods."""
 
@@ -41,8 +47,7 @@ class StepTimePredictor:
         if not scale:
             return 0.0
         w = np.asarray(tokens, float) * scale
-        ramp = np.clip((np.log(np.maximum(w, 1e-300)) - log_knee) / log_span, 0.0, 1.0)
-        return w * (lo + (hi - lo) * ramp)
+        return w * (lo + (hi - lo) * working_set_ramp(w, log_knee, log_span))
 
     def seconds(self, shape: StepShape) -> float:
         """The step's time; the fields may be arrays (one step each), scalars summed first."""
