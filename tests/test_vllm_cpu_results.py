@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from loraplace.harness.measure import read_plan, sized_plan
 from loraplace.twin.calibrate import calibrate
 from loraplace.twin.profile import Profile
 from loraplace.twin.validate import read_runs, validate
@@ -46,3 +47,16 @@ def test_recorded_validation_is_reproduced(loop, runs, validation):
     rows, summary = validate(profile, read_runs(runs), seed=0)
     for key in ("n_ok_runs", "throughput_mape_pct", "throughput_max_ape_pct", "starved_accuracy", "startup_accuracy"):
         assert summary[key] == recorded[key]
+
+
+@pytest.mark.parametrize("loop", [p for p in LOOPS if "load" in (p / "plan.csv").read_text().splitlines()[0].split(",")],
+                         ids=lambda p: p.name)
+def test_recorded_rates_are_the_plans_loads_sized_by_the_recorded_profile(loop):
+    """A plan of loads: every runs file of the loop sent the rates that sizing its plan with its profile gives."""
+    profile = Profile.from_dict(json.loads((loop / "tiny-llama_cpu.json").read_text()))
+    sized = {r.run_id: r.row for r in sized_plan(read_plan(loop / "plan.csv"), profile)}
+    for runs in sorted(loop.glob("runs*.csv")):
+        for run in read_runs(runs):
+            row = sized[run.row["run_id"]]
+            assert (run.row["adapter_rates"], run.row["load"], run.row["saturation_scale"]) == \
+                (row["adapter_rates"], row["load"], row["saturation_scale"])

@@ -2,7 +2,9 @@
 
 A runs plan is a CSV with the input columns of that schema (n_adapters, max_loras, max_lora_rank,
 adapter_ranks, adapter_rates, duration_s, mean_input_tokens, mean_output_tokens, optional run_id
-and max_num_batched_tokens). Adapters and arrivals are drawn with the twin's own functions and
+and max_num_batched_tokens). A row may give a `load` instead of absolute rates: its adapter_rates are
+then a popularity pattern, scaled with a profile to that multiple of the point where the twin just
+keeps up (`sized_plan`), so one plan means the same on any machine. Adapters and arrivals are drawn with the twin's own functions and
 seed, so `loraplace twin validate --seed SEED` replays exactly the workload that was sent.
 Runs that share a server configuration share one start-up.
 """
@@ -10,7 +12,7 @@ Runs that share a server configuration share one start-up.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from functools import partial
 from typing import Callable
@@ -20,7 +22,9 @@ import numpy as np
 from loraplace.twin.arrivals import poisson_workload
 from loraplace.twin.csvfiles import read_csv
 from loraplace.twin.entities import LengthSpec
-from loraplace.twin.errors import InputFileError
+from loraplace.twin.errors import ConfigError, InputFileError
+from loraplace.twin.profile import Profile
+from loraplace.twin.sizing import sized_row
 from loraplace.twin.validate import Run, make_adapters, pattern
 
 from .adapters import build_adapters
@@ -50,6 +54,7 @@ class PlannedRun:
     mean_output: float
     max_num_batched_tokens: int
     row: dict
+    load: float | None = None  # rates still to be sized: a multiple of the saturation point of their pattern
 
     @property
     def server_key(self) -> tuple:
@@ -75,10 +80,28 @@ def read_plan(path: Path) -> list[PlannedRun]:
         nums = {k: r.get(k) for k in ("duration_s", "mean_input_tokens", "mean_output_tokens")}
         if any(v is None or v <= 0 for v in nums.values()):
             raise InputFileError(f"{path}: run {rid}: duration_s and mean token counts must be positive")
+        load = r.get("load")
+        if load is not None and not load > 0:
+            raise InputFileError(f"{path}: run {rid}: load must be positive")
         runs.append(PlannedRun(rid, ints["n_adapters"], ints["max_loras"], ints["max_lora_rank"], ranks, rates,
                                nums["duration_s"], nums["mean_input_tokens"], nums["mean_output_tokens"],
-                               r.get("max_num_batched_tokens", int) or 2048, row))
+                               r.get("max_num_batched_tokens", int) or 2048, row, load))
     return runs
+
+
+def sized_plan(runs: list[PlannedRun], profile: Profile | None) -> list[PlannedRun]:
+    """Runs that give a load get absolute rates from the profile; the others are kept as they are."""
+    if profile is None and any(r.load is not None for r in runs):
+        raise ConfigError("the runs plan gives loads (column load): pass --profile to size its rates")
+    out = []
+    for r in runs:
+        if r.load is None:
+            out.append(r)
+            continue
+        row = sized_row(profile, {**r.row, "run_id": r.run_id, "max_num_batched_tokens": r.max_num_batched_tokens,
+                                  "max_num_seqs": MAX_NUM_SEQS}, r.load)
+        out.append(replace(r, rates=tuple(pattern(row["adapter_rates"], float, "adapter_rates")), row=row, load=None))
+    return out
 
 
 def workload_requests(run: PlannedRun, seed: int) -> tuple[list[Request], list[tuple[str, int]]]:
@@ -100,7 +123,8 @@ def result_row(run: PlannedRun, meta: dict, status: str, obs=None, reqs: list[Re
            "max_lora_rank": run.max_lora_rank, "adapter_ranks": run.row["adapter_ranks"],
            "adapter_rates": run.row["adapter_rates"], "duration_s": run.duration_s,
            "mean_input_tokens": run.mean_input, "mean_output_tokens": run.mean_output,
-           "max_num_batched_tokens": run.max_num_batched_tokens, "max_num_seqs": MAX_NUM_SEQS, "status": status}
+           "max_num_batched_tokens": run.max_num_batched_tokens, "max_num_seqs": MAX_NUM_SEQS, "status": status,
+           **{k: run.row[k] for k in ("load", "saturation_scale") if run.row.get(k)}}
     if obs is None:  # the server never started: nothing measured
         return row | dict.fromkeys(MEASURED_COLUMNS, "")
     ideal = sum(r.prompt_tokens + r.output_tokens for r in reqs if r.at < run.duration_s) / run.duration_s
