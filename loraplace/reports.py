@@ -73,14 +73,17 @@ def calibration(profile, out: Path) -> None:
 
 def validation(rows: list[dict], s: dict) -> None:
     t = Table(title=f"twin vs measured runs ({s['runs_file']}, profile {s['profile']})")
-    for col in ("run", "status meas/pred", "meas tok/s", "twin tok/s", "err %", "ref twin tok/s", "starved meas/pred"):
+    loads = any(r.get("measured_adapter_loads") is not None for r in rows)  # runs measured by `loraplace measure`
+    for col in ("run", "status meas/pred", "meas tok/s", "twin tok/s", "err %", "ref twin tok/s", "starved meas/pred",
+                *(("adapter loads meas/pred",) if loads else ())):
         t.add_column(col, justify="right" if "tok" in col or "%" in col else "left")
     for r in rows:
         served = r["predicted_status"] == "ok" and r["measured_status"] == "ok"
         err = (r["predicted_tok_s"] / r["measured_tok_s"] - 1) * 100 if served and r["measured_tok_s"] else None
         t.add_row(r["run_id"], f"{r['measured_status']}/{r['predicted_status']}", _fmt(r["measured_tok_s"]),
                   _fmt(r["predicted_tok_s"]) if served else "-", _fmt(err), _fmt(r["reference_twin_tok_s"]),
-                  f"{_fmt(r['measured_starved'])}/{_fmt(r['predicted_starved'])}")
+                  f"{_fmt(r['measured_starved'])}/{_fmt(r['predicted_starved'])}",
+                  *((f"{_fmt(r['measured_adapter_loads'])}/{_fmt(r['predicted_adapter_loads'])}",) if loads else ()))
     console.print(t)
     zero = s.get("n_zero_throughput_runs", 0)
     sm = Table(title="summary (throughput errors over runs that served"

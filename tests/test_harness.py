@@ -177,3 +177,34 @@ def test_a_server_that_never_started_gives_a_row_without_measurements():
     row = result_row(run, {"model": "m", "gpu": "cpu", "vllm_version": ""}, "cuda_oom")
     assert row["status"] == "cuda_oom" and all(row[c] == "" for c in MEASURED_COLUMNS)
     assert row["n_adapters"] == run.n_adapters and row["max_num_seqs"] == 256
+
+
+def test_a_measured_row_records_the_adapter_loads_and_validate_sets_the_twins_beside_them(tmp_path):
+    """`measure` writes the engine's slot loads in the window; `twin validate` shows the twin's next to them."""
+    import csv
+    from dataclasses import fields
+
+    from loraplace.harness.measure import result_row
+    from loraplace.harness.observe import Observation
+
+    run = read_plan(ROOT / "benchmarks" / "vllm_cpu_plan.csv")[0]
+    obs = Observation(**{f.name: (17 if f.name == "activations" else 1) for f in fields(Observation) if f.name != "first_error"})
+    reqs, _ = workload_requests(run, seed=0)
+    assert result_row(run, {"model": "m", "gpu": "cpu", "vllm_version": ""}, "ok", obs, reqs)["adapter_loads"] == 17
+
+    loop = ROOT / "benchmarks" / "results" / "vllm-cpu" / "2026-11-29-loads"
+    rows = list(csv.DictReader(open(loop / "runs.csv")))[:2]
+    rows[0]["adapter_loads"] = "17"
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    p = subprocess.run([sys.executable, "-m", "loraplace.cli", "twin", "validate", str(path), "--profile",
+                        str(loop / "tiny-llama_cpu.json"), "--json", "--rows"], capture_output=True, text=True, check=True)
+    first, second = json.loads(p.stdout)["rows"]
+    assert first["measured_adapter_loads"] == 17 and second["measured_adapter_loads"] is None
+    assert isinstance(first["predicted_adapter_loads"], int) and first["predicted_adapter_loads"] >= 4  # 8 adapters, 4 slots
+    table = subprocess.run([sys.executable, "-m", "loraplace.cli", "twin", "validate", str(path), "--profile",
+                            str(loop / "tiny-llama_cpu.json")], capture_output=True, text=True, check=True).stdout
+    assert "adapter loads" in table and f"17/{first['predicted_adapter_loads']}" in table

@@ -78,7 +78,8 @@ def simulate_run(args: tuple[Profile, Run, int, PortLimitedClient | None]) -> di
         out.update(predicted_status=status, measured_tok_s=run.get("throughput_tok_s"), predicted_tok_s=0.0,
                    measured_starved=run.get("starved", int), predicted_starved=None, reference_twin_tok_s=None,
                    wall_s=0.0, ideal_tok_s=None, measured_itl_ms=None, predicted_itl_ms=None, measured_ttft_ms=None,
-                   predicted_ttft_ms=None, preemptions=0, dropped=0)
+                   predicted_ttft_ms=None, preemptions=0, dropped=0, measured_adapter_loads=None,
+                   predicted_adapter_loads=None)
         if n is None and status == "ok":
             out["predicted_status"] = "ok (not simulated: n_adapters missing)"
         return out
@@ -99,7 +100,8 @@ def simulate_run(args: tuple[Profile, Run, int, PortLimitedClient | None]) -> di
                reference_twin_tok_s=run.get("reference_twin_tok_s"), wall_s=res.wall_s, ideal_tok_s=res.ideal_tok_s,
                measured_itl_ms=run.get("mean_itl_ms"), predicted_itl_ms=res.mean_itl_ms,
                measured_ttft_ms=run.get("mean_ttft_ms"), predicted_ttft_ms=res.mean_ttft_ms, preemptions=res.preemptions,
-               dropped=res.dropped)
+               dropped=res.dropped, measured_adapter_loads=run.get("adapter_loads", int),
+               predicted_adapter_loads=res.adapter_loads)
     return out
 
 

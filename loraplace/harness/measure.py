@@ -35,7 +35,7 @@ from .server import ServerConfig, ServerError, start_server, startup_status
 PLAN_COLUMNS = ("n_adapters", "max_loras", "max_lora_rank", "adapter_ranks", "adapter_rates", "duration_s",
                 "mean_input_tokens", "mean_output_tokens")
 MEASURED_COLUMNS = ("arrivals", "completed", "throughput_tok_s", "ideal_tok_s", "starved", "mean_itl_ms", "mean_ttft_ms",
-                    "mean_batch", "mean_waiting", "preemptions", "engine_step_ms", "engine_tokens_per_step", "errors")
+                    "mean_batch", "mean_waiting", "preemptions", "engine_step_ms", "engine_tokens_per_step", "adapter_loads", "errors")
 MAX_NUM_SEQS = 256  # vLLM's default; recorded in each row so the twin uses it too
 STARVED_BELOW = 0.9
 MAX_ERROR_SHARE = 0.01  # a few failed requests are recorded (column `errors`); more abort the measurement  # the source papers' rule: throughput below 90 % of the offered tokens
@@ -133,7 +133,8 @@ def result_row(run: PlannedRun, meta: dict, status: str, obs=None, reqs: list[Re
                   "mean_itl_ms": round(obs.mean_itl_ms, 3), "mean_ttft_ms": round(obs.mean_ttft_ms, 3),
                   "mean_batch": round(obs.mean_batch, 3), "mean_waiting": round(obs.mean_waiting, 3),
                   "preemptions": obs.preemptions, "engine_step_ms": round(obs.busy_step_ms, 3),
-                  "engine_tokens_per_step": round(obs.mean_tokens_per_step, 3), "errors": obs.errors}
+                  "engine_tokens_per_step": round(obs.mean_tokens_per_step, 3), "adapter_loads": obs.activations,
+                  "errors": obs.errors}
 
 
 def measure(model_dir: Path, model_name: str, runs: list[PlannedRun], out: Path, work: Path, gpu: str,
