@@ -201,10 +201,11 @@ def test_a_measured_row_records_the_adapter_loads_and_validate_sets_the_twins_be
         w.writeheader()
         w.writerows(rows)
     p = subprocess.run([sys.executable, "-m", "loraplace.cli", "twin", "validate", str(path), "--profile",
-                        str(loop / "tiny-llama_cpu.json"), "--json", "--rows"], capture_output=True, text=True, check=True)
+                        str(loop / "tiny-llama_cpu.json"), "--json", "--rows"], capture_output=True, text=True, check=True,
+                       cwd=tmp_path)  # not the checkout, whose loraplace/ would shadow the installed package
     first, second = json.loads(p.stdout)["rows"]
     assert first["measured_adapter_loads"] == 17 and second["measured_adapter_loads"] is None
     assert isinstance(first["predicted_adapter_loads"], int) and first["predicted_adapter_loads"] >= 4  # 8 adapters, 4 slots
     table = subprocess.run([sys.executable, "-m", "loraplace.cli", "twin", "validate", str(path), "--profile",
-                            str(loop / "tiny-llama_cpu.json")], capture_output=True, text=True, check=True).stdout
+                            str(loop / "tiny-llama_cpu.json")], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert "adapter loads" in table and f"17/{first['predicted_adapter_loads']}" in table
