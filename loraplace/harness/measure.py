@@ -5,7 +5,8 @@ adapter_ranks, adapter_rates, duration_s, mean_input_tokens, mean_output_tokens,
 and max_num_batched_tokens). A row may give a `load` instead of absolute rates: its adapter_rates are
 then a popularity pattern, scaled with a profile to that multiple of the point where the twin just
 keeps up (`sized_plan`), so one plan means the same on any machine. Adapters and arrivals are drawn
-with the twin's own functions and seed, so `loraplace twin validate --seed SEED` replays exactly the workload that was sent.
+with the twin's own functions and seed, so `loraplace twin validate --seed SEED` replays exactly the
+workload that was sent.
 Runs that share a server configuration share one start-up.
 """
 
