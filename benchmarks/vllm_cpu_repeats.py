@@ -35,6 +35,12 @@ def summary(e: np.ndarray) -> dict:
             "max_ape_pct": round(float(e.max()), 3), "runs_over_10pct": int((e > 10).sum())}
 
 
+def flag_accuracy(twin: list[dict], runs: list) -> float:
+    """The twin's starvation flag against one file's, over the runs that served in both (as `twin validate` counts)."""
+    served = [(t, r) for t, r in zip(twin, runs) if t["predicted_status"] == "ok" and r.row["status"] == "ok"]
+    return round(float(np.mean([r.get("starved", int) == t["predicted_starved"] for t, r in served])), 4)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="+", help="two or more runs files of the same plan and seed")
@@ -49,8 +55,7 @@ def main() -> int:
     key = ("run_id", "n_adapters", "max_loras", "max_lora_rank", "adapter_ranks", "adapter_rates", "arrivals")
     if len({tuple(tuple(r.row[k] for k in key) for r in runs) for runs in files}) > 1:
         sys.exit("vllm_cpu_repeats: the runs files differ in their runs or arrivals (not the same plan and seed)")
-    checked = [validate(profile, runs, seed=args.seed) for runs in files]  # the twin replays the same requests for each
-    twin = checked[0][0]
+    twin, _ = validate(profile, files[0], seed=args.seed)  # the same requests in every file: one simulation serves all
     keep = [i for i, t in enumerate(twin) if t["predicted_status"] == "ok"
             and all(runs[i].get("throughput_tok_s") for runs in files)]
     m = np.array([[runs[i].get("throughput_tok_s") for i in keep] for runs in files])  # files x runs
@@ -65,7 +70,7 @@ def main() -> int:
         "ratio_to_first_median": [round(float(np.median(x / m[0])), 3) for x in m],
         "twin_against_each": [ape(x, tw) for x in m], "twin_against_mean": ape(mean, tw),
         "starvation_flags_agree_in_all": round(float(np.mean((flags == flags[0]).all(axis=0))), 4),
-        "twin_flag_accuracy_each": [s["starved_accuracy"] for _, s in checked],
+        "twin_flag_accuracy_each": [flag_accuracy(twin, runs) for runs in files],
         "rows": [{"run_id": twin[i]["run_id"], "measured_tok_s": m[:, j].tolist(), "twin_tok_s": round(tw[j], 3),
                   "ideal_tok_s": round(twin[i]["ideal_tok_s"], 3), "starved": flags[:, j].tolist(),
                   "twin_starved": twin[i]["predicted_starved"],
