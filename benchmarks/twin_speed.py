@@ -20,6 +20,7 @@ from pathlib import Path
 
 from loraplace.twin import native
 from loraplace.twin.client import client_with_ports
+from loraplace.twin.entities import LengthSpec
 from loraplace.twin.profile import load_profile
 from loraplace.twin.validate import read_runs, simulate_run
 
@@ -49,7 +50,7 @@ def main() -> int:
         walls = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            simulate_run((profile, run, 0, client_with_ports(args.client_ports)))
+            simulate_run((profile, run, 0, client_with_ports(args.client_ports), LengthSpec.sigma))
             walls.append(time.perf_counter() - t0)
         wall = statistics.median(walls)
         duration = float(run.row["duration_s"] or 3600)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, client_with_ports
+from loraplace.twin.entities import LengthSpec
 from loraplace.twin.errors import ConfigError, LoraplaceError
 from loraplace.twin.oracle import CHECK_SEEDS, WINDOW_S
 
@@ -37,14 +38,22 @@ def _nonnegative_int(text: str) -> int:
     return _int_at_least(text, 0, ">= 0")
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str, low: float, strict: bool, what: str) -> float:
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not (math.isfinite(v) and (v > low if strict else v >= low)):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
     return v
+
+
+def _positive_float(text: str) -> float:
+    return _finite_float(text, 0.0, True, "a positive number")
+
+
+def _nonnegative_float(text: str) -> float:
+    return _finite_float(text, 0.0, False, "a number >= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-num-batched-tokens", type=_positive_int, default=2048)
     s.add_argument("--max-num-seqs", type=_positive_int, default=2048)
     s.add_argument("--max-model-len", type=_positive_int, help="default: the profile's model length")
-    s.add_argument("--mean-input", type=_positive_float, default=223.0, help="mean prompt tokens (default 223)")
-    s.add_argument("--mean-output", type=_positive_float, default=196.0, help="mean output tokens (default 196)")
+    s.add_argument("--mean-input", type=_positive_float, help=f"mean prompt tokens (default {LengthSpec.mean_input:g})")
+    s.add_argument("--mean-output", type=_positive_float, help=f"mean output tokens (default {LengthSpec.mean_output:g})")
+    s.add_argument("--length-sigma", type=_nonnegative_float,
+                   help=f"log-normal sigma of prompt and output lengths around their means (default {LengthSpec.sigma:g})")
+    s.add_argument("--lengths", type=Path, help="draw (prompt, output) lengths from this file's requests: a trace as for "
+                                                "--trace, or a CSV with prompt_tokens,output_tokens")
     s.add_argument("--duration", type=_positive_float, default=3600.0, help="simulated window in seconds (default 3600)")
     s.add_argument("--arrivals", type=int, help="condition the Poisson streams on exactly this many arrivals")
     s.add_argument("--burst", help="rate phases 'SECONDS:MULTIPLIER,...' cycled over the window, e.g. 300:2,300:0.5")
@@ -100,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--client-ports", type=_nonnegative_int, default=LINUX_EPHEMERAL_PORTS,
                    help=f"local ports of the measuring client, one per request in flight (default {LINUX_EPHEMERAL_PORTS}, "
                         "Linux's range, as in the reference harness; 0: every arrival reaches the server)")
+    v.add_argument("--length-sigma", type=_nonnegative_float, default=LengthSpec.sigma,
+                   help=f"log-normal sigma of the lengths drawn around each run's means (default {LengthSpec.sigma:g}; "
+                        "runs files give only the means, so this is for sensitivity studies, not a fitted value)")
 
     sub.add_parser("profiles", help="list the shipped profiles")
 
@@ -223,12 +239,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def simulation_lengths(args, max_model_len: int):
+    """The request-length distribution `simulate` was asked for (a trace brings its own: no other length option)."""
+    from loraplace.twin.arrivals import read_length_sample
+
+    parametric = [f"--{n}" for n in ("mean-input", "mean-output", "length-sigma") if getattr(args, n.replace("-", "_")) is not None]
+    if args.trace and (parametric or args.lengths):
+        raise ConfigError(f"--trace replays its own lengths: drop {', '.join(parametric + ['--lengths'] * bool(args.lengths))}")
+    if args.lengths:
+        if parametric:
+            raise ConfigError(f"--lengths draws lengths from a file: drop {', '.join(parametric)}")
+        return read_length_sample(args.lengths, max_model_len)
+    return LengthSpec(mean_input=args.mean_input or LengthSpec.mean_input, mean_output=args.mean_output or LengthSpec.mean_output,
+                      sigma=LengthSpec.sigma if args.length_sigma is None else args.length_sigma)
+
+
 def cmd_simulate(args) -> dict:
     import numpy as np
 
     from loraplace.twin.arrivals import Burst, poisson_workload, trace_workload
     from loraplace.twin.engine import SimOptions, Simulator
-    from loraplace.twin.entities import LengthSpec, ServingConfig
+    from loraplace.twin.entities import ServingConfig
     from loraplace.twin.instances import read_adapters_csv
     from loraplace.twin.profile import load_profile
     from loraplace.twin.validate import make_adapters, pattern
@@ -245,7 +276,7 @@ def cmd_simulate(args) -> dict:
         max_loras=args.max_loras, max_lora_rank=args.max_lora_rank or max(a.rank for a in adapters),
         max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
         max_model_len=args.max_model_len or profile.max_model_len)
-    lengths = LengthSpec(mean_input=args.mean_input, mean_output=args.mean_output)
+    lengths = simulation_lengths(args, config.max_model_len)
     rng = np.random.default_rng(args.seed)
     if args.trace:
         workload = trace_workload(args.trace, adapters, args.duration, rng, config.max_model_len)
@@ -256,7 +287,9 @@ def cmd_simulate(args) -> dict:
                          queue_sample_s=args.queue_sample or 0.0, client=client_with_ports(args.client_ports))
     result = Simulator(profile, config, adapters, workload, options).run()
     out = {"profile": profile.name, "adapters": len(adapters), "max_loras": config.max_loras,
-           "max_lora_rank": config.max_lora_rank, **result.to_dict(with_queue=bool(args.queue_sample))}
+           "max_lora_rank": config.max_lora_rank,
+           "lengths": {"form": "trace", "file": str(args.trace)} if args.trace else lengths.describe(),
+           **result.to_dict(with_queue=bool(args.queue_sample))}
     if args.json:
         print(json.dumps(out))
     elif result.status == "ok":
@@ -293,8 +326,9 @@ def cmd_validate(args) -> None:
     profile = load_profile(name)
     with reports.progress("simulating runs", len(runs), quiet=args.json) as tick:
         rows, summary = validate(profile, runs, seed=args.seed, workers=args.workers, progress=tick,
-                                 client=client_with_ports(args.client_ports))
-    summary = {"profile": profile.name, "runs_file": str(args.runs), "client_ports": args.client_ports, **summary}
+                                 client=client_with_ports(args.client_ports), length_sigma=args.length_sigma)
+    summary = {"profile": profile.name, "runs_file": str(args.runs), "client_ports": args.client_ports,
+               "length_sigma": args.length_sigma, **summary}
     if args.json:
         print(json.dumps({**summary, "rows": rows} if args.rows else summary))
     else:
@@ -386,13 +420,12 @@ def cmd_surrogate_generate(args) -> None:
 def cmd_solve(args) -> None:
     from loraplace.solvers.instance_files import export, read_instance
     from loraplace.solvers.placement_solve import Solver, TwinCheck, check_and_repair, make_oracle, strategy_list
-    from loraplace.twin.entities import LengthSpec
     from loraplace.twin.profile import load_profile
 
     names = strategy_list(args.strategies)
     lengths = None
     if args.mean_input or args.mean_output:
-        lengths = LengthSpec(mean_input=args.mean_input or 223.0, mean_output=args.mean_output or 196.0)
+        lengths = LengthSpec(mean_input=args.mean_input or LengthSpec.mean_input, mean_output=args.mean_output or LengthSpec.mean_output)
     inst = read_instance(args.instance, args.profile, lengths, args.gpus, args.starvation_threshold)
     profile = load_profile(inst.profile)
     client = client_with_ports(args.client_ports)

@@ -38,6 +38,15 @@ def progress(label: str, total: int, quiet: bool = False):
         yield advance
 
 
+def _lengths(d: dict) -> str:
+    if d["form"] == "trace":
+        return f"replayed from {d['file']}"
+    means = f"means {_fmt(d['mean_input'])} / {_fmt(d['mean_output'])}"
+    if d["form"] == "sample":
+        return f"drawn from {d['pairs']:,} (prompt, output) pairs, {means}"
+    return f"log-normal, sigma {d['sigma']:g}, {means}"
+
+
 def simulation(r: dict) -> None:
     title = f"{r['profile']}: {r['adapters']} adapters, max_loras {r['max_loras']}, max_lora_rank {r['max_lora_rank']}"
     t = Table(title=title, show_header=False)
@@ -49,6 +58,7 @@ def simulation(r: dict) -> None:
     t.add_row("ideal (tok/s)", _fmt(r["ideal_tok_s"]))
     t.add_row("starved", "[red]yes[/red]" if r["starved"] else "[green]no[/green]")
     t.add_row("arrivals / completed", f"{r['arrivals']:,} / {r['completed']:,}")
+    t.add_row("request lengths", _lengths(r["lengths"]))
     if r.get("dropped"):
         t.add_row("dropped by the client (no port)", f"[yellow]{r['dropped']:,}[/yellow]")
     t.add_row("TTFT mean / p99 (ms)", f"{_fmt(r['mean_ttft_ms'])} / {_fmt(r['p99_ttft_ms'])}")

@@ -62,6 +62,21 @@ def test_adapters_file(tmp_path):
     assert out["adapters"] == 2 and out["max_lora_rank"] == 16
 
 
+def test_length_options(tmp_path):
+    """--length-sigma shapes the log-normal around the means; --lengths draws (prompt, output) pairs from a file."""
+    narrow, wide = sim_json("--length-sigma", "0"), sim_json("--length-sigma", "1.5")
+    assert narrow["lengths"] == {"form": "lognormal", "sigma": 0.0, "mean_input": 223.0, "mean_output": 196.0}
+    assert wide["lengths"]["sigma"] == 1.5 and narrow["arrivals"] == wide["arrivals"]
+    assert narrow["ideal_tok_s"] != wide["ideal_tok_s"]
+    f = tmp_path / "lengths.csv"
+    f.write_text("prompt_tokens,output_tokens\n100,50\n300,20\n")
+    out = sim_json("--lengths", str(f))
+    assert out["lengths"] == {"form": "sample", "pairs": 2, "mean_input": 200.0, "mean_output": 35.0}
+    f.write_text("prompt_tokens,output_tokens\n100,50\n")
+    out = sim_json("--lengths", str(f))
+    assert out["ideal_tok_s"] * 300 == pytest.approx(150 * out["arrivals"])  # every request is the one pair's 150 tokens
+
+
 def error_of(p):
     assert p.returncode != 0
     lines = [line for line in p.stderr.strip().splitlines() if line]
@@ -78,6 +93,10 @@ def error_of(p):
     (("simulate", "--duration", "-5"), "positive"),
     (("simulate", "--client-ports", "-1"), ">= 0"),
     (("simulate", "--adapters-file", "/no/such.csv"), "not found"),
+    (("simulate", "--length-sigma", "-1"), ">= 0"),
+    (("simulate", "--lengths", "/no/such.csv"), "not found"),
+    (("simulate", "--lengths", str(ROOT / "instances" / "README.md"), "--mean-input", "100"), "drop --mean-input"),
+    (("simulate", "--trace", "/no/such.csv", "--length-sigma", "1"), "drop --length-sigma"),
     (("twin", "validate", "/no/such/runs.csv"), "not found"),
     (("surrogate", "train", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--depth", "17", "--out", "/tmp/unused",
       "--data", str(ROOT / "surrogate/data/qwen-2.5-7b-instruct_h100-64gb.jsonl.gz")), "depth must be 1 to 16"),
@@ -105,6 +124,15 @@ def test_malformed_files(tmp_path):
     adapters = tmp_path / "a.csv"
     adapters.write_text("id,rank,rate\nx,8,-1\n")
     assert "rate" in error_of(run("simulate", "--adapters-file", str(adapters)))[-1]
+    lengths = tmp_path / "l.csv"
+    for text, message in (("prompt_tokens,output_tokens\n-1,5\n", "negative token counts"),
+                          ("prompt_tokens,output_tokens\n", "no requests"),
+                          ("prompt_tokens,output_tokens\n200000,5\n", "no request fits max_model_len"),
+                          ("prompt,output\n1,5\n", "unknown request-file columns")):
+        lengths.write_text(text)
+        assert message in error_of(run("simulate", "--lengths", str(lengths)))[-1]
+    lengths.write_text("prompt_tokens,output_tokens\n10,5\n")
+    assert "no arrival times" in error_of(run("simulate", "--trace", str(lengths)))[-1]
 
 
 def test_calibrate_writes_a_loadable_profile(tmp_path, shared):
@@ -131,11 +159,14 @@ def test_validate_summary_on_a_slice(shared, tmp_path):
     s = json.loads(run("twin", "validate", str(sl), "--json", check=True).stdout)
     assert s["n_runs"] == len(light) + len(failed)
     assert s["client_ports"] == 28232  # the reference harness's client by default
+    assert s["length_sigma"] == 0.8
     for key in ("throughput_mape_pct", "throughput_max_ape_pct", "starved_accuracy", "startup_accuracy", "reference_twin"):
         assert key in s
     assert s["startup_accuracy"] == 1.0
     assert s["starved_accuracy"] == 1.0
     assert s["throughput_mape_pct"] <= 3.0 and s["throughput_max_ape_pct"] <= 5.0
+    fixed = json.loads(run("twin", "validate", str(sl), "--json", "--length-sigma", "0", check=True).stdout)
+    assert fixed["length_sigma"] == 0.0 and fixed["throughput_mape_pct"] != s["throughput_mape_pct"]
 
 
 def test_bpp_solve_and_bench(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from loraplace.twin.arrivals import Burst, poisson_workload, read_trace, trace_workload
+from loraplace.twin.arrivals import Burst, poisson_workload, read_length_sample, read_trace, trace_workload
 from loraplace.twin.entities import Adapter, LengthSpec
 from loraplace.twin.errors import ConfigError, InputFileError
 from loraplace.twin.lengths import _clipped_lognormal_mean, sample_lengths, solve_mu
@@ -65,8 +65,29 @@ def test_azure_trace_replay(shared):
 def test_malformed_trace(tmp_path):
     f = tmp_path / "t.csv"
     f.write_text("a,b\n1,2\n")
-    with pytest.raises(InputFileError, match="unknown trace columns"):
+    with pytest.raises(InputFileError, match="unknown request-file columns"):
         read_trace(f)
     f.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\nx,1,2\n")
     with pytest.raises(InputFileError, match="malformed"):
         read_trace(f)
+
+
+def test_length_sample_files(tmp_path):
+    """A length sample replaces the log-normal: requests draw its pairs, and pairs past max_model_len are dropped."""
+    f = tmp_path / "l.csv"
+    f.write_text("prompt_tokens,output_tokens\n100,50\n300,20\n5000,10\n")
+    spec = read_length_sample(f, max_model_len=4096)
+    assert spec.sample == ((100, 50), (300, 20)) and (spec.mean_input, spec.mean_output) == (200.0, 35.0)
+    wl = poisson_workload([Adapter("a", 8, 5.0)], 200.0, spec, np.random.default_rng(0))
+    assert set(zip(wl.prompt.tolist(), wl.output.tolist())) == {(100, 50), (300, 20)}
+    with pytest.raises(ConfigError, match="empty"):
+        LengthSpec.from_sample([])
+
+
+def test_sharegpt_length_sample(shared):
+    """Vidur's ShareGPT length file (no arrival times): its means as the README of workloads-public gives them."""
+    sharegpt = read_length_sample(shared / "workloads-public" / "sharegpt_8k_filtered_stats_llama2_tokenizer.csv", 131072)
+    assert len(sharegpt.sample) == 30731
+    assert sharegpt.mean_input == pytest.approx(2340.0, abs=0.05) and sharegpt.mean_output == pytest.approx(438.7, abs=0.05)
+    with pytest.raises(InputFileError, match="no arrival times"):
+        read_trace(shared / "workloads-public" / "sharegpt_8k_filtered_stats_llama2_tokenizer.csv")

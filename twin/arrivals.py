@@ -90,38 +90,66 @@ def poisson_workload(adapters: list[Adapter], duration: float, lengths: LengthSp
     return Workload(times, adapter.astype(np.int64), prompt, output)
 
 
-def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(seconds from first arrival, prompt tokens, output tokens) from an Azure/Splitwise CSV or Mooncake JSONL."""
-    path = Path(path)
+def _azure_time(text: str) -> float:
+    return datetime.fromisoformat(text[:26]).timestamp()
+
+
+# CSV layouts: (prompt column, output column, arrival column or None, how to read an arrival)
+CSV_FORMATS = (("ContextTokens", "GeneratedTokens", "TIMESTAMP", _azure_time),  # Azure LLM inference 2023
+               ("num_prefill_tokens", "num_decode_tokens", "arrived_at", float),  # Splitwise; Vidur's length files
+               ("prompt_tokens", "output_tokens", None, None))  # a plain length sample
+
+
+def _read_records(path: Path) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(arrival seconds, or None where the file has none; prompt tokens; output tokens) in file order."""
     try:
-        if path.suffix == ".jsonl":
+        if path.suffix == ".jsonl":  # Mooncake
             recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            t = np.array([r["timestamp"] for r in recs], float) / 1000.0
-            pin = np.array([r["input_length"] for r in recs])
-            pout = np.array([r["output_length"] for r in recs])
+            t = np.array([r["timestamp"] for r in recs], float) / 1000.0 if recs and "timestamp" in recs[0] else None
+            pin = np.array([int(r["input_length"]) for r in recs], np.int64)
+            pout = np.array([int(r["output_length"]) for r in recs], np.int64)
         else:
             with open(path, newline="") as f:
                 rows = list(csv.DictReader(f))
-            if not rows:
-                raise InputFileError(f"{path}: empty trace")
-            cols = rows[0].keys()
-            if {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} <= cols:
-                t = np.array([datetime.fromisoformat(r["TIMESTAMP"][:26]).timestamp() for r in rows])
-                pin = np.array([int(r["ContextTokens"]) for r in rows])
-                pout = np.array([int(r["GeneratedTokens"]) for r in rows])
-            elif {"arrived_at", "num_prefill_tokens", "num_decode_tokens"} <= cols:
-                t = np.array([float(r["arrived_at"]) for r in rows])
-                pin = np.array([int(r["num_prefill_tokens"]) for r in rows])
-                pout = np.array([int(r["num_decode_tokens"]) for r in rows])
-            else:
-                raise InputFileError(f"{path}: unknown trace columns {sorted(cols)}")
+            cols = rows[0].keys() if rows else set()
+            fmt = next((f for f in CSV_FORMATS if {f[0], f[1]} <= cols), None)
+            if rows and fmt is None:
+                raise InputFileError(f"{path}: unknown request-file columns {sorted(cols)}")
+            pc, oc, tc, parse = fmt or CSV_FORMATS[-1]
+            pin = np.array([int(r[pc]) for r in rows], np.int64)
+            pout = np.array([int(r[oc]) for r in rows], np.int64)
+            t = np.array([parse(r[tc]) for r in rows], float) if tc in cols else None
     except FileNotFoundError:
-        raise InputFileError(f"trace not found: {path}") from None
-    except (KeyError, ValueError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{path}: malformed trace ({e})") from None
+        raise InputFileError(f"not found: {path}") from None
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        raise InputFileError(f"{path}: malformed request file ({e})") from None
+    if not len(pin):
+        raise InputFileError(f"{path}: no requests in the file")
+    if (pin < 0).any() or (pout < 0).any():
+        raise InputFileError(f"{path}: negative token counts")
+    return t, np.maximum(pin, 1), np.maximum(pout, 1)
+
+
+def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seconds from first arrival, prompt tokens, output tokens) from an Azure/Splitwise CSV or Mooncake JSONL."""
+    path = Path(path)
+    t, pin, pout = _read_records(path)
+    if t is None:
+        raise InputFileError(f"{path}: no arrival times (a file of lengths only is a length sample, not a trace)")
     order = np.argsort(t, kind="stable")
     t = t[order] - t[order][0]
-    return t, np.maximum(pin[order], 1), np.maximum(pout[order], 1)
+    return t, pin[order], pout[order]
+
+
+def read_length_sample(path: Path, max_model_len: int) -> LengthSpec:
+    """Request lengths drawn from a file's (prompt, output) pairs: a trace of any supported kind, or a CSV of
+    `prompt_tokens,output_tokens` (or `num_prefill_tokens,num_decode_tokens`); pairs longer than the model drops."""
+    path = Path(path)
+    _, pin, pout = _read_records(path)
+    fits = pin + pout <= max_model_len
+    if not fits.any():
+        raise InputFileError(f"{path}: no request fits max_model_len {max_model_len}")
+    return LengthSpec.from_sample(np.c_[pin[fits], pout[fits]])
 
 
 def trace_workload(path: Path, adapters: list[Adapter], duration: float, rng: np.random.Generator,

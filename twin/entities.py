@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import ConfigError
 
 
@@ -11,9 +13,9 @@ from .errors import ConfigError
 class LengthSpec:
     """Request-length distribution: the means are matched exactly in expectation.
 
-    `shape` is the log-normal sigma of prompt and output lengths before clipping to
-    [min, max]; `sample` (optional) replaces the parametric form with empirical
-    (prompt, output) pairs.
+    `sigma` is the log-normal sigma of prompt and output lengths before clipping to
+    [min, max]; `sample` (optional, see `from_sample`) replaces the parametric form with empirical
+    (prompt, output) pairs drawn with replacement, and the means are then the sample's.
     """
 
     mean_input: float = 223.0
@@ -26,12 +28,33 @@ class LengthSpec:
     sample: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.sample is not None:
+            if not self.sample:
+                raise ConfigError("empty length sample")
+            return
         if not self.min_input <= self.mean_input <= self.max_input:
             raise ConfigError(f"mean input length {self.mean_input} outside [{self.min_input}, {self.max_input}]")
         if not self.min_output <= self.mean_output <= self.max_total - self.mean_input:
             raise ConfigError(f"mean output length {self.mean_output} is not feasible with max_total {self.max_total}")
         if self.sigma < 0:
             raise ConfigError(f"length sigma must be >= 0, got {self.sigma}")
+
+    @classmethod
+    def from_sample(cls, pairs) -> LengthSpec:
+        """Lengths drawn from (prompt, output) token pairs, each at least 1."""
+        a = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        if not len(a):
+            raise ConfigError("empty length sample")
+        if a.min() < 1:
+            raise ConfigError("length sample: every prompt and output needs at least 1 token")
+        return cls(mean_input=float(a[:, 0].mean()), mean_output=float(a[:, 1].mean()), sample=tuple(map(tuple, a.tolist())))
+
+    def describe(self) -> dict:
+        """What a report needs to say about these lengths."""
+        if self.sample is not None:
+            return {"form": "sample", "pairs": len(self.sample), "mean_input": round(self.mean_input, 1),
+                    "mean_output": round(self.mean_output, 1)}
+        return {"form": "lognormal", "sigma": self.sigma, "mean_input": self.mean_input, "mean_output": self.mean_output}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from .entities import LengthSpec
 from .errors import ConfigError
 from .profile import Profile
 from .validate import Run, pattern, simulate_run
@@ -19,7 +20,7 @@ def served_share(profile: Profile, row: dict, scale: float, window: float = SIZI
     """Throughput over ideal when the row's adapter rates are multiplied by `scale` (no client port limit)."""
     rates = ";".join(f"{r * scale:.9g}" for r in pattern(row["adapter_rates"], float, "adapter_rates"))
     run = Run({**row, "adapter_rates": rates, "duration_s": window, "arrivals": "", "status": "ok"})
-    out = simulate_run((profile, run, seed, None))
+    out = simulate_run((profile, run, seed, None, LengthSpec.sigma))
     if out["predicted_status"] != "ok":
         raise ConfigError(f"run {row.get('run_id')}: the profile says this server does not start ({out['predicted_status']})")
     return out["predicted_tok_s"] / out["ideal_tok_s"] if out["ideal_tok_s"] else 1.0

@@ -64,9 +64,10 @@ def read_runs(path: Path) -> list[Run]:
     return [Run(r) for r in rows]
 
 
-def simulate_run(args: tuple[Profile, Run, int, PortLimitedClient | None]) -> dict:
-    """Simulate one measured run; returns the measured and predicted values side by side."""
-    profile, run, seed, client = args
+def simulate_run(args: tuple[Profile, Run, int, PortLimitedClient | None, float]) -> dict:
+    """Simulate one measured run (profile, run, seed, client, log-normal sigma of the lengths around the run's
+    means); returns the measured and predicted values side by side."""
+    profile, run, seed, client, sigma = args
     n = run.get("n_adapters", int)
     ml = run.get("max_loras", int)
     rank = run.get("max_lora_rank", int)
@@ -90,7 +91,8 @@ def simulate_run(args: tuple[Profile, Run, int, PortLimitedClient | None]) -> di
                            max_num_seqs=run.get("max_num_seqs", int) or ServingConfig.max_num_seqs,
                            max_model_len=profile.max_model_len)
     mean_in, mean_out = run.get("mean_input_tokens"), run.get("mean_output_tokens")
-    lengths = LengthSpec(mean_input=mean_in or 223.0, mean_output=mean_out or 196.0)
+    lengths = LengthSpec(mean_input=mean_in or LengthSpec.mean_input, mean_output=mean_out or LengthSpec.mean_output,
+                         sigma=sigma)
     duration = run.get("duration_s") or 3600.0
     rng = np.random.default_rng(seed)
     workload = poisson_workload(adapters, duration, lengths, rng, count=run.get("arrivals", int))
@@ -145,13 +147,15 @@ def summarise_validation(rows: list[dict]) -> dict:
 
 
 def validate(profile: Profile, runs: list[Run], seed: int = 0, workers: int = 1, progress=None,
-             client: PortLimitedClient | None = PortLimitedClient()) -> tuple[list[dict], dict]:
+             client: PortLimitedClient | None = PortLimitedClient(),
+             length_sigma: float = LengthSpec.sigma) -> tuple[list[dict], dict]:
     """Simulate every run (in parallel when workers > 1) and summarise the errors.
 
     By default the runs are replayed with the reference harness's port-limited client (twin/client.py);
-    `client=None` sends every arrival.
+    `client=None` sends every arrival. The runs give only the means of their lengths; `length_sigma` sets the
+    spread the twin draws around them.
     """
-    args = [(profile, r, seed, client) for r in runs]
+    args = [(profile, r, seed, client, length_sigma) for r in runs]
     rows: list[dict] = []
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
