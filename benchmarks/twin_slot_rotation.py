@@ -1,9 +1,11 @@
 """Adapter-slot rotation: the twin against the scheduler micro-benchmarks that served many more adapters than slots.
 
 For each run of calibration/scheduler_overhead.csv with at least 4x more adapters than GPU slots and a
-standing queue, simulate the same configuration (rank 8, uniform per-adapter rates, its duration) and
-compare adapter loads, completed requests and mean ITL. This measures the twin's known gap: the real
-engine changes the adapters in its slots far more often than the twin does. Usage:
+standing queue, simulate the same configuration (rank 8, uniform per-adapter rates, its duration, the
+reference harness's port-limited client, and lengths whose means are the run's output tokens per completed
+request for outputs and, as calibrate assumes where prompts were not recorded, for prompts too) and compare
+adapter loads, completed requests and mean ITL. This measures the twin's known gap: the real engine
+changes the adapters in its slots far more often than the twin does. Usage:
 
     python benchmarks/twin_slot_rotation.py ../shared/reference/calibration/scheduler_overhead.csv --json out.json
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from loraplace.twin.arrivals import poisson_workload
+from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, client_with_ports
 from loraplace.twin.csvfiles import read_csv
 from loraplace.twin.engine import SimOptions, Simulator
 from loraplace.twin.entities import Adapter, LengthSpec, ServingConfig
@@ -30,6 +33,8 @@ def main() -> int:
     ap.add_argument("scheduler_csv", type=Path)
     ap.add_argument("--profile", default="llama-3.1-8b-instruct_h100-64gb")
     ap.add_argument("--limit", type=int, default=12, help="runs with the longest queues first (default 12)")
+    ap.add_argument("--client-ports", type=int, default=LINUX_EPHEMERAL_PORTS,
+                    help=f"the measuring client's local ports (default {LINUX_EPHEMERAL_PORTS}; 0: every arrival is sent)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not args.scheduler_csv.is_file():
@@ -45,8 +50,11 @@ def main() -> int:
         duration = float(r["duration"])
         adapters = [Adapter(f"a{i}", 8, rate) for i in range(n)]
         config = ServingConfig(max_loras=slots, max_lora_rank=8, max_model_len=profile.max_model_len)
-        wl = poisson_workload(adapters, duration, LengthSpec(), np.random.default_rng(0))
-        res = Simulator(profile, config, adapters, wl, SimOptions(duration=duration)).run()
+        out_per_req = float(r["processed_tokens"]) / float(r["completed_requests"])
+        lengths = LengthSpec(mean_input=out_per_req, mean_output=out_per_req)
+        wl = poisson_workload(adapters, duration, lengths, np.random.default_rng(0))
+        res = Simulator(profile, config, adapters, wl,
+                        SimOptions(duration=duration, client=client_with_ports(args.client_ports))).run()
         row = {"slots": slots, "adapters": n, "rate_per_adapter": rate,
                "measured_loads": float(r["max_lora_loads_from_memory"]), "twin_loads": res.adapter_loads,
                "measured_completed": float(r["completed_requests"]), "twin_completed": res.completed,
