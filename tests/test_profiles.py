@@ -86,3 +86,23 @@ def test_calibrate_rejects_bad_directories(tmp_path, shared):
         calibrate(tmp_path, "llama-3.1-8b-instruct", "g", "0.8.5", 131072)
     with pytest.raises(InputFileError, match="no rows for model"):
         calibrate(shared / "reference" / "calibration", "gpt-9", "g", "0.8.5", 1024)
+
+
+# (hidden, intermediate, layers, KV heads, vocab or 0 where vLLM 0.8.5 puts no LoRA on the embeddings and lm_head)
+ARCHITECTURES = {"llama-3.1-8b-instruct_h100-64gb": (4096, 14336, 32, 8, 128256),
+                 "qwen-2.5-7b-instruct_h100-64gb": (3584, 18944, 28, 4, 0)}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_slot_memory_matches_the_adapter_shapes(name):
+    """The KV tokens one GPU adapter slot costs per unit of max_lora_rank, fitted from what vLLM reported, equal the
+    bf16 bytes of one rank of the slot's LoRA buffers over the KV bytes of one token, from the model's shapes: the
+    A and B rows of q, k, v, o, gate, up and down in every layer, plus, for Llama, the embedding and lm_head
+    buffers (vocabulary + 256 extra tokens). Within 1 %: a check that the memory fit is physics, not curve."""
+    hidden, inter, layers, kv_heads, vocab = ARCHITECTURES[name]
+    kv_out = kv_heads * 128
+    linear = sum(i + o for i, o in [(hidden, hidden), (hidden, kv_out), (hidden, kv_out), (hidden, hidden),
+                                    (hidden, inter), (hidden, inter), (inter, hidden)]) * layers
+    embeddings = 2 * (vocab + 256 + hidden) if vocab else 0
+    tokens_per_slot_rank = (linear + embeddings) * 2 / (layers * kv_out * 2 * 2)
+    assert load_profile(name).memory.kv_tokens_per_slot_rank == pytest.approx(tokens_per_slot_rank, rel=0.01)
