@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--profile", help="profile (default: the instance's)")
     so.add_argument("--mean-input", type=_positive_float, help="mean prompt tokens (default: the instance's, else 223)")
     so.add_argument("--mean-output", type=_positive_float, help="mean output tokens (default: the instance's, else 196)")
+    so.add_argument("--length-sigma", type=_nonnegative_float,
+                    help=f"log-normal spread of the lengths around their means (default: the instance's, else "
+                         f"{LengthSpec.sigma:g}; another needs --oracle twin, the surrogate knows only {LengthSpec.sigma:g})")
     so.add_argument("--starvation-threshold", type=_positive_float, help="default: the instance's, else 0.9")
     so.add_argument("--oracle", choices=("surrogate", "twin"), default="surrogate",
                     help="feasibility oracle for the strategies (default surrogate; twin is exact but slow)")
@@ -423,11 +426,12 @@ def cmd_solve(args) -> None:
     from loraplace.twin.profile import load_profile
 
     names = strategy_list(args.strategies)
-    lengths = None
-    if args.mean_input or args.mean_output:
-        lengths = LengthSpec(mean_input=args.mean_input or LengthSpec.mean_input, mean_output=args.mean_output or LengthSpec.mean_output)
+    lengths = {"mean_input_tokens": args.mean_input, "mean_output_tokens": args.mean_output, "length_sigma": args.length_sigma}
     inst = read_instance(args.instance, args.profile, lengths, args.gpus, args.starvation_threshold)
     profile = load_profile(inst.profile)
+    if args.oracle == "surrogate" and inst.lengths.sigma != LengthSpec.sigma:
+        raise ConfigError(f"the surrogate was trained on request lengths of log-normal spread {LengthSpec.sigma:g}, "
+                          f"not {inst.lengths.sigma:g}; use --oracle twin")
     client = client_with_ports(args.client_ports)
     oracle = make_oracle(args.oracle, profile, inst.starvation_threshold, args.oracle_window, args.seed, args.workers,
                          client)
@@ -457,7 +461,7 @@ def cmd_solve(args) -> None:
     served = [p for p in placements if p.plans and p.status != "infeasible"]
     best = min(served, key=lambda p: (p.twin_starved_gpus or 0, p.gpus)) if served else None  # ties: first listed
     out = {"instance": inst.name, "profile": profile.name, "adapters": len(inst.adapters), "oracle": oracle.name,
-           "lower_bound": max(p.lower_bound for p in placements),
+           "lengths": inst.lengths.describe(), "lower_bound": max(p.lower_bound for p in placements),
            "best": best.strategy if best else None, "warnings": warnings,
            "strategies": [p.to_dict(with_plans=args.json) for p in placements]}
     if args.export and best:

@@ -149,7 +149,8 @@ def bpp_bench(rows: list[dict], time_limit: float) -> None:
 
 
 def solve(out: dict, inst, best) -> None:
-    t = Table(title=f"{out['instance']}: {out['adapters']} adapters on {out['profile']} (oracle: {out['oracle']})")
+    t = Table(title=f"{out['instance']}: {out['adapters']} adapters on {out['profile']} (oracle: {out['oracle']})",
+              caption=f"request lengths: {_lengths(out['lengths'])}")
     for col in ("strategy", "GPUs", "lower bound", "gap", "status", "solve time (s)", "twin-starved GPUs", "note"):
         t.add_column(col, justify="left" if col in ("strategy", "status", "note") else "right")
     for s in out["strategies"]:

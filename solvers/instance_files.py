@@ -17,7 +17,7 @@ from .placement import Placement, PlacementInstance
 
 FORMAT = "loraplace-instance/1"
 REQUIRED = ("format", "name", "profile", "adapters")
-OPTIONAL = ("mean_input_tokens", "mean_output_tokens", "gpus", "starvation_threshold", "generator")
+OPTIONAL = ("mean_input_tokens", "mean_output_tokens", "length_sigma", "gpus", "starvation_threshold", "generator")
 ADAPTER_FIELDS = ("id", "rank", "rate")
 
 
@@ -60,8 +60,9 @@ def instance_from_dict(d: dict, where: str) -> PlacementInstance:
     try:
         return PlacementInstance(
             name=str(d["name"]), profile=str(d["profile"]), adapters=tuple(adapters),
-            lengths=LengthSpec(mean_input=_number(d, "mean_input_tokens", where, 223.0),
-                               mean_output=_number(d, "mean_output_tokens", where, 196.0)),
+            lengths=LengthSpec(mean_input=_number(d, "mean_input_tokens", where, LengthSpec.mean_input),
+                               mean_output=_number(d, "mean_output_tokens", where, LengthSpec.mean_output),
+                               sigma=_number(d, "length_sigma", where, LengthSpec.sigma)),
             gpus=gpus, starvation_threshold=_number(d, "starvation_threshold", where, 0.9),
             generator=dict(d.get("generator") or {}))
     except LoraplaceError as e:
@@ -71,6 +72,7 @@ def instance_from_dict(d: dict, where: str) -> PlacementInstance:
 def instance_to_dict(inst: PlacementInstance) -> dict:
     return {"format": FORMAT, "name": inst.name, "profile": inst.profile,
             "mean_input_tokens": inst.lengths.mean_input, "mean_output_tokens": inst.lengths.mean_output,
+            **({"length_sigma": inst.lengths.sigma} if inst.lengths.sigma != LengthSpec.sigma else {}),
             "gpus": inst.gpus, "starvation_threshold": inst.starvation_threshold, "generator": inst.generator,
             "adapters": [{"id": a.id, "rank": a.rank, "rate": a.rate} for a in inst.adapters]}
 
@@ -85,10 +87,11 @@ def shipped_instances() -> list[str]:
                   if p.name.endswith(".json") and not p.name.endswith(".schema.json"))
 
 
-def read_instance(path: Path, profile: str | None = None, lengths: LengthSpec | None = None,
+def read_instance(path: Path, profile: str | None = None, lengths: dict | None = None,
                   gpus: int | None = None, threshold: float | None = None) -> PlacementInstance:
     """An instance from JSON (a path, or the name of a shipped instance), or from an adapters CSV plus options;
-    options given override the file."""
+    options given override the file (`lengths`: any of the fields mean_input_tokens, mean_output_tokens and
+    length_sigma)."""
     path = Path(path)
     if not path.exists() and path.suffix == "" and (shipped_instance(str(path))).is_file():
         path = Path(str(shipped_instance(str(path))))
@@ -105,8 +108,7 @@ def read_instance(path: Path, profile: str | None = None, lengths: LengthSpec | 
         if isinstance(d, dict) and profile:
             d["profile"] = profile
     if isinstance(d, dict):
-        if lengths:
-            d["mean_input_tokens"], d["mean_output_tokens"] = lengths.mean_input, lengths.mean_output
+        d.update({k: v for k, v in (lengths or {}).items() if v is not None})
         if gpus is not None:
             d["gpus"] = gpus
         if threshold is not None:

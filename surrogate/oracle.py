@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+from loraplace.twin.entities import LengthSpec
 from loraplace.twin.errors import ConfigError
 from loraplace.twin.oracle import GpuQuery, Oracle, Verdict
 from loraplace.twin.profile import Profile
@@ -64,6 +65,10 @@ class SurrogateOracle(Oracle):
         return oracle
 
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
+        other = {q.length_sigma for q in queries} - {LengthSpec.sigma}  # its data drew lengths with the default spread
+        if other:
+            raise ConfigError(f"the surrogate was trained on request lengths of log-normal spread {LengthSpec.sigma:g}, "
+                              f"not {min(other):g}; use --oracle twin")
         same = abs(self.threshold - self.trained_threshold) < 1e-9
         pred = self.model.predict(feature_matrix(queries, self.profile), ("ratio", "starved") if same else ("ratio",))
         out = []

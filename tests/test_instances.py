@@ -33,3 +33,17 @@ def test_every_shipped_instance_reads_and_names_its_generator():
         inst = read_instance(name)
         assert inst.generator["seed"] == 0 and inst.generator["adapters"] == len(inst.adapters)
         assert {a.rank for a in inst.adapters} <= {8, 16, 32}
+
+
+def test_options_override_only_the_length_fields_they_name(tmp_path):
+    """--mean-input alone keeps the instance's output mean and spread; length_sigma round-trips through the file."""
+    from loraplace.solvers.instance_files import instance_to_dict
+
+    d = instance_to_dict(read_instance("paper-32-r8-16-low"))
+    d.update(mean_output_tokens=150.0, length_sigma=1.1)
+    f = tmp_path / "i.json"
+    f.write_text(json.dumps(d))
+    inst = read_instance(f, lengths={"mean_input_tokens": 300.0, "mean_output_tokens": None})
+    assert (inst.lengths.mean_input, inst.lengths.mean_output, inst.lengths.sigma) == (300.0, 150.0, 1.1)
+    assert instance_to_dict(inst)["length_sigma"] == 1.1
+    assert "length_sigma" not in instance_to_dict(read_instance("paper-32-r8-16-low"))  # the default is left out

@@ -326,6 +326,25 @@ def test_twin_over_several_seeds_answers_with_its_worst_run(llama):
         TwinOracle(llama, seeds=0)
 
 
+def test_queries_carry_the_length_spread(llama):
+    """The twin draws a query's lengths with its spread; the surrogate, trained on one spread, refuses another;
+    a length sample cannot be a query's lengths."""
+    from loraplace.surrogate.oracle import SurrogateOracle
+    from loraplace.twin.entities import LengthSpec
+    from loraplace.twin.oracle import TwinOracle
+
+    narrow, wide = (GpuQuery.of([8] * 4, [1.0] * 4, 4, LengthSpec(sigma=s)) for s in (0.0, 1.2))
+    assert narrow != wide and (narrow.length_sigma, wide.length_sigma) == (0.0, 1.2)
+    twin = TwinOracle(llama, window_s=120)
+    assert twin.one(narrow).ideal_tok_s != twin.one(wide).ideal_tok_s
+    surrogate = SurrogateOracle.shipped(llama)
+    surrogate.one(GpuQuery.of([8] * 4, [1.0] * 4, 4, LengthSpec()))
+    with pytest.raises(ConfigError, match="spread 0.8, not 1.2"):
+        surrogate.one(wide)
+    with pytest.raises(ConfigError, match="not a sample"):
+        GpuQuery.of([8], [1.0], 1, LengthSpec.from_sample([[10, 5]]))
+
+
 def test_a_load_bound_equal_to_the_load_does_not_round_up_to_another_gpu():
     """The table caps a bracket at the heaviest adapters' summed load; summed in another order it can come out a
     hair below the instance's load, which must not make the bound claim a second GPU."""

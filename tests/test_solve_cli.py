@@ -65,6 +65,8 @@ def test_export_writes_a_vllm_command_per_gpu(solved):
      '"adapters": [{"id": "a", "rank": 8, "rate": 1}]}', "unknown profile"),
     ('{"format": "loraplace-instance/1", "name": "x", "profile": "llama-3.1-8b-instruct_h100-64gb", '
      '"adapters": [{"id": "a", "rank": 4096, "rate": 1}]}', "rank 4096"),
+    ('{"format": "loraplace-instance/1", "name": "x", "profile": "llama-3.1-8b-instruct_h100-64gb", "length_sigma": -1, '
+     '"adapters": [{"id": "a", "rank": 8, "rate": 1}]}', "sigma"),
 ])
 def test_bad_instances_get_one_line_errors(tmp_path, content, message):
     path = tmp_path / "bad.json"
@@ -96,3 +98,15 @@ def test_a_client_the_surrogate_did_not_learn_is_warned_about(tmp_path):
     assert "warning:" in p.stderr
     p = run("solve", str(path), "--strategies", "greedy", "--no-twin-check", "--json", check=True)
     assert json.loads(p.stdout)["warnings"] == []
+
+
+def test_a_length_spread_the_surrogate_never_saw_needs_the_twin(tmp_path):
+    """--length-sigma (or an instance's length_sigma) reaches the twin's queries; the surrogate refuses it."""
+    path = write_instance(tmp_path, [{"id": f"a{i}", "rank": 8, "rate": 0.1} for i in range(8)], length_sigma=1.2)
+    p = run("solve", str(path), "--strategies", "greedy", "--no-twin-check")
+    assert p.returncode == 2 and "log-normal spread 0.8, not 1.2; use --oracle twin" in p.stderr.strip().splitlines()[-1]
+    out = json.loads(run("solve", str(path), "--strategies", "greedy", "--length-sigma", "0.8", "--no-twin-check",
+                         "--json", check=True).stdout)
+    assert out["lengths"] == {"form": "lognormal", "sigma": 0.8, "mean_input": 223.0, "mean_output": 196.0}
+    out = json.loads(run("solve", str(path), "--strategies", "greedy", *TWIN_FAST, "--json", check=True).stdout)
+    assert out["lengths"]["sigma"] == 1.2 and out["strategies"][0]["twin_starved_gpus"] == 0

@@ -52,8 +52,9 @@ class GpuQuery:
     rates: tuple[float, ...]
     max_loras: int
     max_lora_rank: int
-    mean_input: float = 223.0
-    mean_output: float = 196.0
+    mean_input: float = LengthSpec.mean_input
+    mean_output: float = LengthSpec.mean_output
+    length_sigma: float = LengthSpec.sigma  # the log-normal spread of the lengths around their means
 
     @classmethod
     def of(cls, ranks, rates, max_loras: int, lengths: LengthSpec, max_lora_rank: int | None = None) -> "GpuQuery":
@@ -62,8 +63,10 @@ class GpuQuery:
         if not pairs:
             raise ConfigError("a GPU query needs at least one adapter")
         rk = tuple(p[1] for p in pairs)
+        if lengths.sample is not None:
+            raise ConfigError("placement takes request lengths as means and a log-normal spread, not a sample")
         return cls(rk, tuple(-p[0] for p in pairs), int(max_loras), int(max_lora_rank or max(rk)),
-                   float(lengths.mean_input), float(lengths.mean_output))
+                   float(lengths.mean_input), float(lengths.mean_output), float(lengths.sigma))
 
     def with_slots(self, max_loras: int) -> "GpuQuery":
         """The same adapters with another `--max-loras`."""
@@ -164,7 +167,7 @@ def run_query(profile: Profile, q: GpuQuery, window: float, threshold: float, se
     """Simulate one query with the twin over `window` seconds of seeded Poisson arrivals sent by `client`."""
     adapters = [Adapter(f"a{i}", r, x) for i, (r, x) in enumerate(zip(q.ranks, q.rates))]
     cfg = ServingConfig(max_loras=q.max_loras, max_lora_rank=q.max_lora_rank, max_model_len=profile.max_model_len)
-    lengths = LengthSpec(mean_input=q.mean_input, mean_output=q.mean_output)
+    lengths = LengthSpec(mean_input=q.mean_input, mean_output=q.mean_output, sigma=q.length_sigma)
     workload = poisson_workload(adapters, window, lengths, np.random.default_rng(seed))
     options = SimOptions(duration=window, starvation_threshold=threshold, client=client)
     return Simulator(profile, cfg, adapters, workload, options).run()
