@@ -263,7 +263,8 @@ class NoisyJudge(CapacityOracle):
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
         out = []
         for q, v in zip(queries, super()._predict(queries)):
-            cap = v.throughput_tok_s * (1 + 0.04 * np.random.default_rng(abs(hash(q)) % 2**32).uniform(-1, 1))
+            gpu = (q.ranks, q.rates, q.max_loras, q.max_lora_rank, q.mean_input, q.mean_output)  # what a GPU serves
+            cap = v.throughput_tok_s * (1 + 0.04 * np.random.default_rng(abs(hash(gpu)) % 2**32).uniform(-1, 1))
             thr = min(q.offered_tok_s, cap)
             out.append(Verdict("ok", thr < self.threshold * q.offered_tok_s, thr, q.offered_tok_s))
         return out
