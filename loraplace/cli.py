@@ -248,7 +248,8 @@ def simulation_lengths(args, max_model_len: int):
 
     parametric = [f"--{n}" for n in ("mean-input", "mean-output", "length-sigma") if getattr(args, n.replace("-", "_")) is not None]
     if args.trace and (parametric or args.lengths):
-        raise ConfigError(f"--trace replays its own lengths: drop {', '.join(parametric + ['--lengths'] * bool(args.lengths))}")
+        given = parametric + (["--lengths"] if args.lengths else [])
+        raise ConfigError(f"--trace replays its own lengths: drop {', '.join(given)}")
     if args.lengths:
         if parametric:
             raise ConfigError(f"--lengths draws lengths from a file: drop {', '.join(parametric)}")
@@ -429,9 +430,10 @@ def cmd_solve(args) -> None:
     lengths = {"mean_input_tokens": args.mean_input, "mean_output_tokens": args.mean_output, "length_sigma": args.length_sigma}
     inst = read_instance(args.instance, args.profile, lengths, args.gpus, args.starvation_threshold)
     profile = load_profile(inst.profile)
-    if args.oracle == "surrogate" and inst.lengths.sigma != LengthSpec.sigma:
-        raise ConfigError(f"the surrogate was trained on request lengths of log-normal spread {LengthSpec.sigma:g}, "
-                          f"not {inst.lengths.sigma:g}; use --oracle twin")
+    if args.oracle == "surrogate":  # say so before any strategy runs
+        from loraplace.surrogate.oracle import check_length_spread
+
+        check_length_spread(inst.lengths.sigma)
     client = client_with_ports(args.client_ports)
     oracle = make_oracle(args.oracle, profile, inst.starvation_threshold, args.oracle_window, args.seed, args.workers,
                          client)

@@ -35,6 +35,13 @@ def shipped_model_dir(profile_name: str):
     return resources.files("loraplace.surrogate") / "models" / profile_name
 
 
+def check_length_spread(sigma: float) -> None:
+    """The surrogate's data drew request lengths with the default log-normal spread: it answers for no other."""
+    if sigma != LengthSpec.sigma:
+        raise ConfigError(f"the surrogate was trained on request lengths of log-normal spread {LengthSpec.sigma:g}, "
+                          f"not {sigma:g}; use --oracle twin")
+
+
 class SurrogateOracle(Oracle):
     """Throughput from the regressors; starvation from the classifier as the paper uses it, and also whenever
     the predicted throughput is below the threshold (the classifier alone let through GPUs packed to loads
@@ -65,10 +72,8 @@ class SurrogateOracle(Oracle):
         return oracle
 
     def _predict(self, queries: list[GpuQuery]) -> list[Verdict]:
-        other = {q.length_sigma for q in queries} - {LengthSpec.sigma}  # its data drew lengths with the default spread
-        if other:
-            raise ConfigError(f"the surrogate was trained on request lengths of log-normal spread {LengthSpec.sigma:g}, "
-                              f"not {min(other):g}; use --oracle twin")
+        for sigma in {q.length_sigma for q in queries}:
+            check_length_spread(sigma)
         same = abs(self.threshold - self.trained_threshold) < 1e-9
         pred = self.model.predict(feature_matrix(queries, self.profile), ("ratio", "starved") if same else ("ratio",))
         out = []
