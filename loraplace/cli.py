@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, client_with_ports
-from loraplace.twin.entities import LengthSpec
+from loraplace.twin.entities import VLLM_MAX_LORA_RANKS, LengthSpec, vllm_max_lora_rank
 from loraplace.twin.errors import ConfigError, LoraplaceError
 from loraplace.twin.oracle import CHECK_SEEDS, WINDOW_S
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ranks", default="8,16", help="ranks cycled over the adapters (default 8,16)")
     s.add_argument("--rates", default="0.1,0.05,0.025", help="requests/s cycled over the adapters (default 0.1,0.05,0.025)")
     s.add_argument("--max-loras", type=_positive_int, default=32, help="GPU adapter slots, vLLM --max-loras (default 32)")
-    s.add_argument("--max-lora-rank", type=_positive_int, help="vLLM --max-lora-rank (default: largest adapter rank)")
+    s.add_argument("--max-lora-rank", type=_positive_int, help="vLLM --max-lora-rank (default: the smallest value vLLM accepts that serves the largest adapter rank)")
     s.add_argument("--max-num-batched-tokens", type=_positive_int, default=2048)
     s.add_argument("--max-num-seqs", type=_positive_int, default=2048)
     s.add_argument("--max-model-len", type=_positive_int, help="default: the profile's model length")
@@ -277,7 +277,7 @@ def cmd_simulate(args) -> dict:
             raise ConfigError(f"--rates must be finite and >= 0, got {args.rates}")
         adapters = make_adapters(args.adapters, pattern(args.ranks, int, "--ranks"), rates, args.seed)
     config = ServingConfig(
-        max_loras=args.max_loras, max_lora_rank=args.max_lora_rank or max(a.rank for a in adapters),
+        max_loras=args.max_loras, max_lora_rank=args.max_lora_rank or vllm_max_lora_rank(max(a.rank for a in adapters)),
         max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
         max_model_len=args.max_model_len or profile.max_model_len)
     lengths = simulation_lengths(args, config.max_model_len)
@@ -366,8 +366,9 @@ def cmd_profile(args) -> None:
     from loraplace.twin.validate import pattern
 
     ranks = tuple(sorted(set(pattern(args.ranks, int, "--ranks"))))
-    if ranks[0] <= 0:
-        raise ConfigError(f"--ranks: expected positive ranks, got {args.ranks!r}")
+    if not set(ranks) <= set(VLLM_MAX_LORA_RANKS):
+        raise ConfigError(f"--ranks: each rank is also a server's --max-lora-rank, so one of "
+                          f"{', '.join(map(str, VLLM_MAX_LORA_RANKS))}; got {args.ranks!r}")
     model, name, work = live_model(args, args.out)
     plan = replace(ProfilePlan.quick() if args.quick else ProfilePlan(), ranks=ranks)
     paths = Profiler(model, name, args.out, work, plan, port=args.port, seed=args.seed).run()
@@ -430,14 +431,15 @@ def cmd_solve(args) -> None:
     lengths = {"mean_input_tokens": args.mean_input, "mean_output_tokens": args.mean_output, "length_sigma": args.length_sigma}
     inst = read_instance(args.instance, args.profile, lengths, args.gpus, args.starvation_threshold)
     profile = load_profile(inst.profile)
+    warnings = []
     if args.oracle == "surrogate":  # say so before any strategy runs
-        from loraplace.surrogate.oracle import check_length_spread
+        from loraplace.surrogate.oracle import check_length_spread, domain_warnings
 
         check_length_spread(inst.lengths.sigma)
+        warnings += domain_warnings([a.rank for a in inst.adapters], inst.lengths)
     client = client_with_ports(args.client_ports)
     oracle = make_oracle(args.oracle, profile, inst.starvation_threshold, args.oracle_window, args.seed, args.workers,
                          client)
-    warnings = []
     trained_ports = getattr(oracle, "trained_client_ports", args.client_ports) or 0
     if trained_ports != args.client_ports:
         warnings.append(f"the surrogate learnt a client with {trained_ports or 'unlimited'} ports; --client-ports "

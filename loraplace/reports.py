@@ -162,7 +162,7 @@ def solve(out: dict, inst, best) -> None:
     console.print(t)
     if best is None:
         return
-    g = Table(title=f"best placement: {best.strategy} ({best.gpus} GPUs)")
+    g = Table(title=f"best placement: {best.strategy} ({best.gpus} GPU{'' if best.gpus == 1 else 's'})")
     for col in ("GPU", "adapters", "ranks", "max_loras", "max_lora_rank", "offered tok/s", "predicted tok/s", "twin tok/s",
                 "twin"):
         g.add_column(col, justify="right" if col not in ("ranks", "twin") else "left")

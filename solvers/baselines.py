@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from loraplace.twin.entities import vllm_max_lora_rank
 from loraplace.twin.oracle import Oracle
 
 from .capacity import CapacityTable
@@ -62,7 +63,7 @@ def loraserve(inst: PlacementInstance, oracle: Oracle, table: CapacityTable) -> 
     plans = []
     for r, seats in largest_remainder(quotas).items():
         for shares in _split_fill(inst, by_class[r], seats):
-            limit = oracle.profile.memory.max_slots(r, oracle.profile.max_model_len)
+            limit = oracle.profile.memory.max_slots(vllm_max_lora_rank(r), oracle.profile.max_model_len)
             plans.append(GpuPlan(shares, max(1, min(len(shares), limit))))
     splits = sum(1 for p in plans for s in p.shares if s.fraction < 1)
     return finish(inst, oracle, plans), f"{splits} adapter shares split across GPUs" if splits else ""

@@ -56,7 +56,7 @@ class _Filler:
         if pad > 0:
             mean = sum(rates) / len(rates)
             ranks, rates = ranks + [self.min_rank] * pad, rates + [mean] * pad
-        queries = [GpuQuery.of(ranks, rates, m, self.inst.lengths, max(ranks)) for m in slots if m <= size]
+        queries = [GpuQuery.of(ranks, rates, m, self.inst.lengths) for m in slots if m <= size]
         return pick(queries, self.oracle.evaluate(queries)) if queries else None
 
     def fill(self, queue: deque) -> GpuPlan:

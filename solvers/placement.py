@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loraplace.twin.entities import Adapter, LengthSpec
+from loraplace.twin.entities import Adapter, LengthSpec, vllm_max_lora_rank
 from loraplace.twin.errors import ConfigError
 from loraplace.twin.oracle import GpuQuery
 
@@ -72,7 +72,8 @@ class GpuPlan:
 
     @property
     def max_lora_rank(self) -> int:
-        return max(s.adapter.rank for s in self.shares)
+        """What vLLM is started with: the smallest value it accepts that serves the largest adapter rank."""
+        return vllm_max_lora_rank(max(s.adapter.rank for s in self.shares))
 
     @property
     def twin_rejected(self) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from loraplace.twin.errors import ConfigError, LoraplaceError
 from loraplace.twin.client import PortLimitedClient
+from loraplace.twin.entities import vllm_max_lora_rank
 from loraplace.twin.oracle import CHECK_SEEDS, PLANNING_CLIENT, WINDOW_S, GpuQuery, Oracle, TwinOracle, Verdict
 from loraplace.twin.profile import Profile
 
@@ -54,8 +55,9 @@ class Solver:
     def _check_ranks(self) -> None:
         p = self.oracle.profile
         for a in self.inst.adapters:
-            if p.memory.max_slots(a.rank, p.max_model_len) < 1:
-                raise ConfigError(f"adapter {a.id} has rank {a.rank}: no --max-loras fits in memory on {p.name} at that rank")
+            if p.memory.max_slots(vllm_max_lora_rank(a.rank), p.max_model_len) < 1:
+                raise ConfigError(f"adapter {a.id} has rank {a.rank}: no --max-loras fits in memory on {p.name} at "
+                                  f"--max-lora-rank {vllm_max_lora_rank(a.rank)}")
 
     def _why_infeasible(self) -> str:
         """Name the adapter no GPU can serve, when the capacity table says some cannot be served."""

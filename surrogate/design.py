@@ -24,6 +24,7 @@ LOAD_RANGE_TOK_S = (600.0, 30000.0)  # 70 % of points: around one GPU's capacity
 OVERLOAD_RANGE_TOK_S = (30000.0, 150000.0)  # the rest: heavy overload, as in measured runs of many busy adapters
 BOUNDARY_SHARE = 0.7
 BASE_LENGTHS = LengthSpec()
+LENGTH_SCALE = (0.75, 1.25)  # each length mean is drawn between these multiples of its BASE_LENGTHS value
 DIMENSIONS = 7
 
 
@@ -67,8 +68,9 @@ def design_point(u: np.ndarray, profile: Profile, rng: np.random.Generator) -> G
     ranks = rng.permutation([mix[i % len(mix)] for i in range(n)])
     choices = slot_choices(n, profile, max(mix))
     max_loras = choices[min(int(u[2] * len(choices)), len(choices) - 1)]
-    lengths = LengthSpec(mean_input=round(BASE_LENGTHS.mean_input * (0.75 + 0.5 * u[5]), 1),
-                         mean_output=round(BASE_LENGTHS.mean_output * (0.75 + 0.5 * u[6]), 1))
+    lo, hi = LENGTH_SCALE
+    lengths = LengthSpec(mean_input=round(BASE_LENGTHS.mean_input * (lo + (hi - lo) * u[5]), 1),
+                         mean_output=round(BASE_LENGTHS.mean_output * (lo + (hi - lo) * u[6]), 1))
     rates = rate_vector(n, load, lengths.mean_input + lengths.mean_output, u[4] >= 0.5, rng)
     return GpuQuery.of(ranks, np.round(rates, 6), max_loras, lengths)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from importlib import resources
 
-from loraplace.twin.entities import LengthSpec
+from loraplace.twin.entities import LengthSpec, vllm_max_lora_rank
 from loraplace.twin.errors import ConfigError
 from loraplace.twin.oracle import GpuQuery, Oracle, Verdict
 from loraplace.twin.profile import Profile
 
+from .design import BASE_LENGTHS, LENGTH_SCALE, RANK_MIXES
 from .features import feature_matrix
 from .generate import profile_hash
 from .model import SurrogateModel, starved_rule
@@ -40,6 +41,24 @@ def check_length_spread(sigma: float) -> None:
     if sigma != LengthSpec.sigma:
         raise ConfigError(f"the surrogate was trained on request lengths of log-normal spread {LengthSpec.sigma:g}, "
                           f"not {sigma:g}; use --oracle twin")
+
+
+def domain_warnings(ranks, lengths: LengthSpec) -> list[str]:
+    """What to tell a user whose adapters need a --max-lora-rank, or whose request-length means lie, outside the
+    surrogate's design: its answers there are extrapolated."""
+    out, after = [], "are extrapolated (the twin's check still decides; --oracle twin plans with the twin)"
+    learnt = max(max(mix) for mix in RANK_MIXES)
+    above = sorted({r for r in ranks if vllm_max_lora_rank(r) > learnt})
+    if above:
+        out.append(f"the surrogate learnt --max-lora-rank up to {learnt}; its answers for GPUs serving rank "
+                   f"{', '.join(map(str, above))} {after}")
+    lo, hi = LENGTH_SCALE
+    for what, mean, base in (("input", lengths.mean_input, BASE_LENGTHS.mean_input),
+                             ("output", lengths.mean_output, BASE_LENGTHS.mean_output)):
+        if not lo * base <= mean <= hi * base:
+            out.append(f"the surrogate learnt mean {what} lengths of {lo * base:g} to {hi * base:g} tokens; its answers "
+                       f"for {mean:g} {after}")
+    return out
 
 
 class SurrogateOracle(Oracle):

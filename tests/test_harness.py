@@ -105,6 +105,7 @@ def test_shipped_plan_parses_and_replays_exactly():
     ("n_adapters=-3", "n_adapters must be a positive integer"),
     ("adapter_rates=0.5;-1", "negative adapter rate"),
     ("adapter_ranks=64", "above max_lora_rank"),
+    ("max_lora_rank=12", "not a value vLLM accepts"),
     ("duration_s=0", "must be positive"),
     ("load=-0.5", "load must be positive"),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from loraplace.solvers.gpu_fit import fit
 from loraplace.solvers.placement import PlacementInstance, Share
 from loraplace.solvers.placement_solve import STRATEGIES, Solver, strategy_list
-from loraplace.twin.entities import Adapter
+from loraplace.twin.entities import Adapter, vllm_max_lora_rank
 from loraplace.twin.errors import ConfigError
 from loraplace.twin.oracle import GpuQuery, Oracle, Verdict
 
@@ -159,9 +160,23 @@ def test_too_few_gpus_is_infeasible(llama):
 
 
 def test_rank_above_every_memory_limit_is_an_error(llama):
-    inst = PlacementInstance("huge-rank", "llama-3.1-8b-instruct_h100-64gb", (Adapter("x", 4096, 0.1),))
-    with pytest.raises(ConfigError, match="rank 4096"):
-        Solver(inst, CapacityOracle(llama))
+    with pytest.raises(ConfigError, match="rank 4096 is above the largest --max-lora-rank vLLM accepts"):
+        Adapter("x", 4096, 0.1)
+    # a GPU with room for one slot of rank 160, not 256: a rank-150 adapter is served at 256
+    mem = llama.memory
+    small = dataclasses.replace(mem, kv_tokens_intercept=mem.kv_tokens_intercept - mem.kv_tokens(1, 160) + llama.max_model_len)
+    inst = PlacementInstance("huge-rank", "llama-3.1-8b-instruct_h100-64gb", (Adapter("x", 150, 0.1),))
+    with pytest.raises(ConfigError, match="rank 150: no --max-loras fits in memory .* at --max-lora-rank 256"):
+        Solver(inst, CapacityOracle(dataclasses.replace(llama, memory=small)))
+
+
+def test_gpus_start_with_a_max_lora_rank_vllm_accepts(llama):
+    """vLLM takes --max-lora-rank from a fixed set: a GPU of ranks 8, 12 and 24 starts at 32, and is asked about at 32."""
+    inst = PlacementInstance("odd-ranks", "llama-3.1-8b-instruct_h100-64gb",
+                             tuple(Adapter(f"a{i}", r, 0.2) for i, r in enumerate((8, 12, 24))))
+    plan = Solver(inst, CapacityOracle(llama)).solve("greedy").plans[0]
+    assert plan.max_lora_rank == 32 and plan.query(inst.lengths).max_lora_rank == 32
+    assert [vllm_max_lora_rank(r) for r in (1, 8, 9, 300, 320, 321, 512)] == [8, 8, 16, 320, 320, 512, 512]
 
 
 def test_strategy_names():

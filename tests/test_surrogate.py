@@ -13,7 +13,7 @@ from loraplace.surrogate.features import FEATURES, feature_matrix, feature_matri
 from loraplace.surrogate.generate import generate, read_data
 from loraplace.surrogate.metrics import macro_f1
 from loraplace.surrogate.model import SurrogateModel
-from loraplace.surrogate.oracle import SurrogateOracle, shipped_model_dir
+from loraplace.surrogate.oracle import SurrogateOracle, domain_warnings, shipped_model_dir
 from loraplace.surrogate.train import train
 from loraplace.twin.entities import LengthSpec
 from loraplace.twin.errors import ConfigError
@@ -215,6 +215,14 @@ def test_oracle_uses_the_classifier_at_its_threshold_and_the_ratio_elsewhere(tin
     assert v.starved == (ratio < 0.9 or prob >= 0.5)
     too_big = GpuQuery.of([32] * 600, [0.01] * 600, 576, LengthSpec())
     assert SurrogateOracle(llama, model).one(too_big).status != "ok"  # memory decided by the profile, not learnt
+
+
+def test_ranks_and_lengths_beyond_the_design_are_named_as_extrapolated():
+    assert domain_warnings([8, 12, 16, 32], LengthSpec()) == []  # 12 is served at --max-lora-rank 16, in the design
+    rank, = domain_warnings([8, 33, 100, 64], LengthSpec())
+    assert "up to 32" in rank and "rank 33, 64, 100 are extrapolated" in rank
+    long_prompts, = domain_warnings([8], LengthSpec(mean_input=600.0, mean_output=200.0))
+    assert "mean input lengths of 167.25 to 278.75 tokens; its answers for 600 are extrapolated" in long_prompts
 
 
 def test_macro_f1():

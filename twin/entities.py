@@ -8,6 +8,18 @@ import numpy as np
 
 from .errors import ConfigError
 
+# The --max-lora-rank values vLLM accepts (LoRAConfig, 0.8 to 0.32; 0.32 also takes 1). Its LoRA buffers are sized
+# for one of them, so an adapter of another rank is served padded to the next one up.
+VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_max_lora_rank(rank: int) -> int:
+    """The smallest --max-lora-rank vLLM accepts that can serve an adapter of `rank`."""
+    for r in VLLM_MAX_LORA_RANKS:
+        if rank <= r:
+            return r
+    raise ConfigError(f"rank {rank} is above the largest --max-lora-rank vLLM accepts ({VLLM_MAX_LORA_RANKS[-1]})")
+
 
 @dataclass(frozen=True)
 class LengthSpec:
@@ -68,6 +80,9 @@ class Adapter:
     def __post_init__(self) -> None:
         if self.rank <= 0:
             raise ConfigError(f"adapter {self.id}: rank must be positive, got {self.rank}")
+        if self.rank > VLLM_MAX_LORA_RANKS[-1]:
+            raise ConfigError(f"adapter {self.id}: rank {self.rank} is above the largest --max-lora-rank vLLM accepts "
+                              f"({VLLM_MAX_LORA_RANKS[-1]})")
         if not self.rate >= 0:
             raise ConfigError(f"adapter {self.id}: rate must be >= 0 requests/s, got {self.rate}")
 
@@ -87,6 +102,9 @@ class ServingConfig:
         for name in ("max_loras", "max_lora_rank", "max_num_batched_tokens", "max_num_seqs", "block_size", "max_model_len"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_lora_rank not in VLLM_MAX_LORA_RANKS:
+            raise ConfigError(f"max_lora_rank {self.max_lora_rank} is not a value vLLM accepts "
+                              f"({', '.join(map(str, VLLM_MAX_LORA_RANKS))})")
 
     def check_adapters(self, adapters: list[Adapter]) -> None:
         """Reject adapters this server could not load (rank above --max-lora-rank)."""

@@ -17,7 +17,7 @@ import numpy as np
 from .arrivals import poisson_workload
 from .client import PortLimitedClient
 from .engine import SimOptions, Simulator
-from .entities import Adapter, LengthSpec, ServingConfig
+from .entities import Adapter, LengthSpec, ServingConfig, vllm_max_lora_rank
 from .errors import ConfigError
 from .profile import Profile
 from .results import SimResult
@@ -58,14 +58,15 @@ class GpuQuery:
 
     @classmethod
     def of(cls, ranks, rates, max_loras: int, lengths: LengthSpec, max_lora_rank: int | None = None) -> "GpuQuery":
-        """A canonical query: adapters by decreasing rate (then rank), so equal multisets share one cache entry."""
+        """A canonical query: adapters by decreasing rate (then rank), so equal multisets share one cache entry;
+        `--max-lora-rank` by default the smallest value vLLM accepts that serves the largest rank."""
         pairs = sorted(zip([-float(x) for x in rates], [int(r) for r in ranks]))  # (-rate, rank) ascending
         if not pairs:
             raise ConfigError("a GPU query needs at least one adapter")
         rk = tuple(p[1] for p in pairs)
         if lengths.sample is not None:
             raise ConfigError("placement takes request lengths as means and a log-normal spread, not a sample")
-        return cls(rk, tuple(-p[0] for p in pairs), int(max_loras), int(max_lora_rank or max(rk)),
+        return cls(rk, tuple(-p[0] for p in pairs), int(max_loras), int(max_lora_rank or vllm_max_lora_rank(max(rk))),
                    float(lengths.mean_input), float(lengths.mean_output), float(lengths.sigma))
 
     def with_slots(self, max_loras: int) -> "GpuQuery":

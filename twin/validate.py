@@ -84,12 +84,15 @@ def simulate_run(args: tuple[Profile, Run, int, PortLimitedClient | None, float]
         if n is None and status == "ok":
             out["predicted_status"] = "ok (not simulated: n_adapters missing)"
         return out
-    adapters = make_adapters(n, pattern(run.row["adapter_ranks"], int, "adapter_ranks"),
-                             pattern(run.row["adapter_rates"], float, "adapter_rates"), seed)
-    config = ServingConfig(max_loras=ml, max_lora_rank=rank,
-                           max_num_batched_tokens=run.get("max_num_batched_tokens", int) or 2048,
-                           max_num_seqs=run.get("max_num_seqs", int) or ServingConfig.max_num_seqs,
-                           max_model_len=profile.max_model_len)
+    try:
+        adapters = make_adapters(n, pattern(run.row["adapter_ranks"], int, "adapter_ranks"),
+                                 pattern(run.row["adapter_rates"], float, "adapter_rates"), seed)
+        config = ServingConfig(max_loras=ml, max_lora_rank=rank,
+                               max_num_batched_tokens=run.get("max_num_batched_tokens", int) or 2048,
+                               max_num_seqs=run.get("max_num_seqs", int) or ServingConfig.max_num_seqs,
+                               max_model_len=profile.max_model_len)
+    except ConfigError as e:
+        raise InputFileError(f"run {run.row['run_id']}: {e}") from None
     mean_in, mean_out = run.get("mean_input_tokens"), run.get("mean_output_tokens")
     lengths = LengthSpec(mean_input=mean_in or LengthSpec.mean_input, mean_output=mean_out or LengthSpec.mean_output,
                          sigma=sigma)
