@@ -462,6 +462,13 @@ def cmd_solve(args) -> None:
                 check.close()
     finally:
         oracle.close()
+    if args.oracle == "surrogate":  # a placement may hold more adapters on a GPU than the surrogate ever saw
+        from loraplace.surrogate.oracle import size_warning
+
+        late = size_warning(len(g.shares) for p in placements for g in p.plans)
+        if late:
+            warnings.append(late)
+            print(f"warning: {late}", file=sys.stderr)
     served = [p for p in placements if p.plans and p.status != "infeasible"]
     best = min(served, key=lambda p: (p.twin_starved_gpus or 0, p.gpus)) if served else None  # ties: first listed
     out = {"instance": inst.name, "profile": profile.name, "adapters": len(inst.adapters), "oracle": oracle.name,

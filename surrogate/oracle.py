@@ -9,7 +9,7 @@ from loraplace.twin.errors import ConfigError
 from loraplace.twin.oracle import GpuQuery, Oracle, Verdict
 from loraplace.twin.profile import Profile
 
-from .design import BASE_LENGTHS, LENGTH_SCALE, RANK_MIXES
+from .design import BASE_LENGTHS, LENGTH_SCALE, MAX_ADAPTERS, RANK_MIXES
 from .features import feature_matrix
 from .generate import profile_hash
 from .model import SurrogateModel, starved_rule
@@ -43,22 +43,33 @@ def check_length_spread(sigma: float) -> None:
                           f"not {sigma:g}; use --oracle twin")
 
 
+EXTRAPOLATED = "are extrapolated (--oracle twin plans with the twin itself)"
+
+
 def domain_warnings(ranks, lengths: LengthSpec) -> list[str]:
     """What to tell a user whose adapters need a --max-lora-rank, or whose request-length means lie, outside the
     surrogate's design: its answers there are extrapolated."""
-    out, after = [], "are extrapolated (the twin's check still decides; --oracle twin plans with the twin)"
+    out = []
     learnt = max(max(mix) for mix in RANK_MIXES)
     above = sorted({r for r in ranks if vllm_max_lora_rank(r) > learnt})
     if above:
         out.append(f"the surrogate learnt --max-lora-rank up to {learnt}; its answers for GPUs serving rank "
-                   f"{', '.join(map(str, above))} {after}")
+                   f"{', '.join(map(str, above))} {EXTRAPOLATED}")
     lo, hi = LENGTH_SCALE
     for what, mean, base in (("input", lengths.mean_input, BASE_LENGTHS.mean_input),
                              ("output", lengths.mean_output, BASE_LENGTHS.mean_output)):
         if not lo * base <= mean <= hi * base:
             out.append(f"the surrogate learnt mean {what} lengths of {lo * base:g} to {hi * base:g} tokens; its answers "
-                       f"for {mean:g} {after}")
+                       f"for {mean:g} {EXTRAPOLATED}")
     return out
+
+
+def size_warning(adapter_counts) -> str | None:
+    """The same for placements whose GPUs serve more adapters than any GPU of the design, or None."""
+    most = max(adapter_counts, default=0)
+    if most <= MAX_ADAPTERS:
+        return None
+    return f"the surrogate learnt GPUs of up to {MAX_ADAPTERS} adapters; its answers for GPUs of up to {most} {EXTRAPOLATED}"
 
 
 class SurrogateOracle(Oracle):

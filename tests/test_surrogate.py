@@ -13,7 +13,7 @@ from loraplace.surrogate.features import FEATURES, feature_matrix, feature_matri
 from loraplace.surrogate.generate import generate, read_data
 from loraplace.surrogate.metrics import macro_f1
 from loraplace.surrogate.model import SurrogateModel
-from loraplace.surrogate.oracle import SurrogateOracle, domain_warnings, shipped_model_dir
+from loraplace.surrogate.oracle import SurrogateOracle, domain_warnings, shipped_model_dir, size_warning
 from loraplace.surrogate.train import train
 from loraplace.twin.entities import LengthSpec
 from loraplace.twin.errors import ConfigError
@@ -223,6 +223,8 @@ def test_ranks_and_lengths_beyond_the_design_are_named_as_extrapolated():
     assert "up to 32" in rank and "rank 33, 64, 100 are extrapolated" in rank
     long_prompts, = domain_warnings([8], LengthSpec(mean_input=600.0, mean_output=200.0))
     assert "mean input lengths of 167.25 to 278.75 tokens; its answers for 600 are extrapolated" in long_prompts
+    assert size_warning([8, MAX_ADAPTERS]) is None
+    assert f"up to {MAX_ADAPTERS} adapters; its answers for GPUs of up to 1000 are" in size_warning([1000, 3])
 
 
 def test_macro_f1():
