@@ -80,9 +80,10 @@ class Adapter:
     def __post_init__(self) -> None:
         if self.rank <= 0:
             raise ConfigError(f"adapter {self.id}: rank must be positive, got {self.rank}")
-        if self.rank > VLLM_MAX_LORA_RANKS[-1]:
-            raise ConfigError(f"adapter {self.id}: rank {self.rank} is above the largest --max-lora-rank vLLM accepts "
-                              f"({VLLM_MAX_LORA_RANKS[-1]})")
+        try:
+            vllm_max_lora_rank(self.rank)
+        except ConfigError as e:
+            raise ConfigError(f"adapter {self.id}: {e}") from None
         if not self.rate >= 0:
             raise ConfigError(f"adapter {self.id}: rate must be >= 0 requests/s, got {self.rate}")
 
