@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from loraplace.twin.client import LINUX_EPHEMERAL_PORTS, client_with_ports
-from loraplace.twin.entities import VLLM_MAX_LORA_RANKS, LengthSpec, vllm_max_lora_rank
+from loraplace.twin.entities import LengthSpec, check_max_lora_rank, vllm_max_lora_rank
 from loraplace.twin.errors import ConfigError, LoraplaceError
 from loraplace.twin.oracle import CHECK_SEEDS, WINDOW_S
 
@@ -366,9 +366,11 @@ def cmd_profile(args) -> None:
     from loraplace.twin.validate import pattern
 
     ranks = tuple(sorted(set(pattern(args.ranks, int, "--ranks"))))
-    if not set(ranks) <= set(VLLM_MAX_LORA_RANKS):
-        raise ConfigError(f"--ranks: each rank is also a server's --max-lora-rank, so one of "
-                          f"{', '.join(map(str, VLLM_MAX_LORA_RANKS))}; got {args.ranks!r}")
+    try:
+        for r in ranks:
+            check_max_lora_rank(r)
+    except ConfigError as e:
+        raise ConfigError(f"--ranks: each rank is also a server's --max-lora-rank: {e}") from None
     model, name, work = live_model(args, args.out)
     plan = replace(ProfilePlan.quick() if args.quick else ProfilePlan(), ranks=ranks)
     paths = Profiler(model, name, args.out, work, plan, port=args.port, seed=args.seed).run()

@@ -21,6 +21,12 @@ def vllm_max_lora_rank(rank: int) -> int:
     raise ConfigError(f"rank {rank} is above the largest --max-lora-rank vLLM accepts ({VLLM_MAX_LORA_RANKS[-1]})")
 
 
+def check_max_lora_rank(value: int) -> None:
+    """Reject a --max-lora-rank vLLM would refuse to start with."""
+    if value not in VLLM_MAX_LORA_RANKS:
+        raise ConfigError(f"max_lora_rank {value} is not a value vLLM accepts ({', '.join(map(str, VLLM_MAX_LORA_RANKS))})")
+
+
 @dataclass(frozen=True)
 class LengthSpec:
     """Request-length distribution: the means are matched exactly in expectation.
@@ -103,9 +109,7 @@ class ServingConfig:
         for name in ("max_loras", "max_lora_rank", "max_num_batched_tokens", "max_num_seqs", "block_size", "max_model_len"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.max_lora_rank not in VLLM_MAX_LORA_RANKS:
-            raise ConfigError(f"max_lora_rank {self.max_lora_rank} is not a value vLLM accepts "
-                              f"({', '.join(map(str, VLLM_MAX_LORA_RANKS))})")
+        check_max_lora_rank(self.max_lora_rank)
 
     def check_adapters(self, adapters: list[Adapter]) -> None:
         """Reject adapters this server could not load (rank above --max-lora-rank)."""

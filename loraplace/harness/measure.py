@@ -22,7 +22,7 @@ import numpy as np
 
 from loraplace.twin.arrivals import poisson_workload
 from loraplace.twin.csvfiles import read_csv
-from loraplace.twin.entities import VLLM_MAX_LORA_RANKS, LengthSpec
+from loraplace.twin.entities import LengthSpec, check_max_lora_rank
 from loraplace.twin.errors import ConfigError, InputFileError
 from loraplace.twin.profile import Profile
 from loraplace.twin.sizing import sized_row
@@ -72,9 +72,10 @@ def read_plan(path: Path) -> list[PlannedRun]:
         for k, v in ints.items():
             if v is None or v <= 0:
                 raise InputFileError(f"{path}: run {rid}: {k} must be a positive integer")
-        if ints["max_lora_rank"] not in VLLM_MAX_LORA_RANKS:
-            raise InputFileError(f"{path}: run {rid}: max_lora_rank {ints['max_lora_rank']} is not a value vLLM accepts "
-                                 f"({', '.join(map(str, VLLM_MAX_LORA_RANKS))})")
+        try:
+            check_max_lora_rank(ints["max_lora_rank"])
+        except ConfigError as e:
+            raise InputFileError(f"{path}: run {rid}: {e}") from None
         rates = tuple(pattern(row["adapter_rates"], float, f"run {rid} adapter_rates"))
         if any(x < 0 for x in rates):
             raise InputFileError(f"{path}: run {rid}: negative adapter rate")
