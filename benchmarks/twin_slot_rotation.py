@@ -2,10 +2,12 @@
 
 For each run of calibration/scheduler_overhead.csv with at least 4x more adapters than GPU slots and a
 standing queue, simulate the same configuration (rank 8, uniform per-adapter rates, its duration, the
-reference harness's port-limited client, and lengths whose means are the run's output tokens per completed
-request for outputs and, as calibrate assumes where prompts were not recorded, for prompts too) and compare
-adapter loads, completed requests and mean ITL. This measures the twin's known gap: the real engine
-changes the adapters in its slots far more often than the twin does. Usage:
+reference harness's port-limited client) and compare adapter loads, completed requests and mean ITL.
+Request lengths are constant, as in these benchmarks: each of the file's 788 runs completed 231 output
+tokens per request (processed tokens over completed requests; 786 exactly, two within 1e-4), so their
+outputs did not vary; prompts, not recorded, are taken as long as the outputs, as calibrate assumes. This measures
+the twin's known gap: the real engine changes the adapters in its slots more often than the twin does.
+Usage:
 
     python benchmarks/twin_slot_rotation.py ../shared/reference/calibration/scheduler_overhead.csv --json out.json
 """
@@ -51,7 +53,7 @@ def main() -> int:
         adapters = [Adapter(f"a{i}", 8, rate) for i in range(n)]
         config = ServingConfig(max_loras=slots, max_lora_rank=8, max_model_len=profile.max_model_len)
         out_per_req = float(r["processed_tokens"]) / float(r["completed_requests"])
-        lengths = LengthSpec(mean_input=out_per_req, mean_output=out_per_req)
+        lengths = LengthSpec(mean_input=out_per_req, mean_output=out_per_req, sigma=0.0)  # constant: see the docstring
         wl = poisson_workload(adapters, duration, lengths, np.random.default_rng(0))
         res = Simulator(profile, config, adapters, wl,
                         SimOptions(duration=duration, client=client_with_ports(args.client_ports))).run()
