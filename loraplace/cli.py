@@ -38,6 +38,13 @@ def _nonnegative_int(text: str) -> int:
     return _int_at_least(text, 0, ">= 0")
 
 
+def _seed_list(text: str) -> list[int]:
+    seeds = [_nonnegative_int(t.strip()) for t in text.split(",") if t.strip()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds separated by commas, got {text!r}")
+    return seeds
+
+
 def _finite_float(text: str, low: float, strict: bool, what: str) -> float:
     try:
         v = float(text)
@@ -106,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("runs", type=Path, help="runs CSV (schema of reference/runs/)")
     v.add_argument("--profile", help="profile to use (default: MODEL_GPU from the file)")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seeds", type=_seed_list, help="comma-separated arrival seeds (replaces --seed): a summary per seed, "
+                                                     "each metric's mean, min and max, and the runs whose flag changes")
     v.add_argument("--workers", type=_positive_int, default=2, help="parallel simulations (default 2)")
     v.add_argument("--limit", type=_positive_int, help="only the first N runs")
     v.add_argument("--rows", action="store_true", help="include per-run rows in --json output")
@@ -321,22 +330,35 @@ def cmd_calibrate(args) -> None:
 
 def cmd_validate(args) -> None:
     from loraplace.twin.profile import load_profile
-    from loraplace.twin.validate import read_runs, validate
+    from loraplace.twin.validate import across_seeds, read_runs, validate
 
     runs = read_runs(args.runs)
     if args.limit:
         runs = runs[: args.limit]
     name = args.profile or f"{runs[0].row.get('model', '')}_{runs[0].row.get('gpu', '')}"
     profile = load_profile(name)
-    with reports.progress("simulating runs", len(runs), quiet=args.json) as tick:
-        rows, summary = validate(profile, runs, seed=args.seed, workers=args.workers, progress=tick,
-                                 client=client_with_ports(args.client_ports), length_sigma=args.length_sigma)
-    summary = {"profile": profile.name, "runs_file": str(args.runs), "client_ports": args.client_ports,
-               "length_sigma": args.length_sigma, **summary}
+    seeds = args.seeds or [args.seed]
+    per_seed = []
+    with reports.progress("simulating runs", len(runs) * len(seeds), quiet=args.json) as tick:
+        for seed in seeds:
+            per_seed.append(validate(profile, runs, seed=seed, workers=args.workers, progress=tick,
+                                     client=client_with_ports(args.client_ports), length_sigma=args.length_sigma))
+    head = {"profile": profile.name, "runs_file": str(args.runs), "client_ports": args.client_ports,
+            "length_sigma": args.length_sigma}
+    if not args.seeds:
+        rows, summary = per_seed[0]
+        summary = {**head, "seed": args.seed, **summary}
+        if args.json:
+            print(json.dumps({**summary, "rows": rows} if args.rows else summary))
+        else:
+            reports.validation(rows, summary)
+        return
+    out = {**head, "seeds": seeds, "per_seed": [{"seed": sd, **s} for sd, (_, s) in zip(seeds, per_seed)],
+           "across_seeds": across_seeds(per_seed)}
     if args.json:
-        print(json.dumps({**summary, "rows": rows} if args.rows else summary))
+        print(json.dumps({**out, "rows": {str(sd): r for sd, (r, _) in zip(seeds, per_seed)}} if args.rows else out))
     else:
-        reports.validation(rows, summary)
+        reports.validation_seeds(out)
 
 
 def live_model(args, out_dir: Path) -> tuple[Path, str, Path]:

@@ -116,6 +116,27 @@ def validation(rows: list[dict], s: dict) -> None:
     console.print(f"client: {f'{ports:,} local ports, one per request in flight' if ports else 'every arrival sent'}")
 
 
+def validation_seeds(out: dict) -> None:
+    """`twin validate --seeds`: one summary row per arrival seed, then each metric's mean and range."""
+    cols = (("MAPE %", "throughput_mape_pct", 2), ("median APE %", "throughput_median_ape_pct", 2),
+            ("max APE %", "throughput_max_ape_pct", 2), ("bias %", "throughput_bias_pct", 2),
+            ("runs > 10 %", "throughput_runs_over_10pct", 0), ("flag accuracy", "starved_accuracy", 4),
+            ("start-up accuracy", "startup_accuracy", 4))
+    t = Table(title=f"twin vs measured runs by arrival seed ({out['runs_file']}, profile {out['profile']})")
+    t.add_column("seed")
+    for name, _, _ in cols:
+        t.add_column(name, justify="right")
+    for s in out["per_seed"]:
+        t.add_row(str(s["seed"]), *(_fmt(s[k], d) for _, k, d in cols))
+    a = out["across_seeds"]
+    for stat in ("mean", "min", "max"):
+        t.add_row(stat, *(_fmt(a[k][stat], d if stat != "mean" or d else 2) if k in a else "-" for _, k, d in cols))
+    console.print(t)
+    unstable = a["flag_unstable_runs"]
+    console.print(f"runs whose predicted starvation flag changes with the seed: {len(unstable)}"
+                  + (f" ({', '.join(unstable)})" if unstable else ""))
+
+
 def profiles(items: list) -> None:
     t = Table(title="shipped profiles")
     for col in ("name", "model", "GPU", "vLLM", "max_model_len", "KV tokens (8 slots, rank 16)"):

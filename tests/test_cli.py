@@ -101,6 +101,8 @@ def error_of(p):
     (("simulate", "--lengths", str(ROOT / "instances" / "README.md"), "--mean-input", "100"), "drop --mean-input"),
     (("simulate", "--trace", "/no/such.csv", "--length-sigma", "1"), "drop --length-sigma"),
     (("twin", "validate", "/no/such/runs.csv"), "not found"),
+    (("twin", "validate", "/no/such/runs.csv", "--seeds", "1,1"), "distinct seeds"),
+    (("twin", "validate", "/no/such/runs.csv", "--seeds", "0,-2"), ">= 0"),
     (("surrogate", "train", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--depth", "17", "--out", "/tmp/unused",
       "--data", str(ROOT / "surrogate/data/qwen-2.5-7b-instruct_h100-64gb.jsonl.gz")), "depth must be 1 to 16"),
     (("surrogate", "generate", "--profile", "qwen-2.5-7b-instruct_h100-64gb", "--samples", "5", "--out", "/tmp/unused",
@@ -170,6 +172,27 @@ def test_validate_summary_on_a_slice(shared, tmp_path):
     assert s["throughput_mape_pct"] <= 3.0 and s["throughput_max_ape_pct"] <= 5.0
     fixed = json.loads(run("twin", "validate", str(sl), "--json", "--length-sigma", "0", check=True).stdout)
     assert fixed["length_sigma"] == 0.0 and fixed["throughput_mape_pct"] != s["throughput_mape_pct"]
+    # several seeds: a summary each (the first the one-seed summary), each metric's range, the flags that move
+    many = json.loads(run("twin", "validate", str(sl), "--json", "--seeds", "0,5", "--rows", check=True).stdout)
+    assert many["seeds"] == [0, 5] and [p["seed"] for p in many["per_seed"]] == [0, 5]
+    assert {k: v for k, v in many["per_seed"][0].items() if k != "seed"} == {k: v for k, v in s.items() if k not in (
+        "seed", "profile", "runs_file", "client_ports", "length_sigma")}
+    mape = many["across_seeds"]["throughput_mape_pct"]
+    assert mape["min"] <= mape["mean"] <= mape["max"] and mape["min"] != mape["max"]
+    assert isinstance(many["across_seeds"]["flag_unstable_runs"], list) and set(many["rows"]) == {"0", "5"}
+
+
+def test_across_seeds_names_the_runs_whose_flag_moves():
+    from loraplace.twin.validate import across_seeds
+
+    def row(run_id, flag):
+        return {"run_id": run_id, "predicted_starved": flag}
+
+    a = across_seeds([([row("a", 1), row("b", 0), row("c", None)], {"throughput_mape_pct": 2.0, "starved_accuracy": 1.0}),
+                      ([row("a", 1), row("b", 1), row("c", None)], {"throughput_mape_pct": 4.0, "starved_accuracy": 0.5})])
+    assert a["flag_unstable_runs"] == ["b"]
+    assert a["throughput_mape_pct"] == {"mean": 3.0, "min": 2.0, "max": 4.0}
+    assert a["starved_accuracy"] == {"mean": 0.75, "min": 0.5, "max": 1.0} and "throughput_max_ape_pct" not in a
 
 
 def test_bpp_solve_and_bench(tmp_path):

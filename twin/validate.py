@@ -172,3 +172,26 @@ def validate(profile: Profile, runs: list[Run], seed: int = 0, workers: int = 1,
             if progress:
                 progress()
     return rows, summarise_validation(rows)
+
+
+SEED_METRICS = ("throughput_mape_pct", "throughput_median_ape_pct", "throughput_max_ape_pct", "throughput_bias_pct",
+                "throughput_runs_over_10pct", "starved_accuracy", "startup_accuracy")
+
+
+def across_seeds(per_seed: list[tuple[list[dict], dict]]) -> dict:
+    """How the fidelity moves with the arrival seed, from (rows, summary) per seed: each summary metric's mean, min
+    and max, and the runs whose predicted starvation flag differs between seeds (those near the line, where one
+    draw of arrivals decides)."""
+    out: dict = {}
+    for k in SEED_METRICS:
+        v = [s[k] for _, s in per_seed if s.get(k) is not None]
+        if v:
+            out[k] = {"mean": round(float(np.mean(v)), 4), "min": min(v), "max": max(v)}
+    flags: dict[str, set] = {}
+    for rows, _ in per_seed:
+        for r in rows:
+            if r["predicted_starved"] is not None:
+                flags.setdefault(r["run_id"], set()).add(r["predicted_starved"])
+    out["flag_unstable_runs"] = sorted(k for k, v in flags.items() if len(v) > 1)
+    return out
+
