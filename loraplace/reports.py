@@ -103,10 +103,13 @@ def validation(rows: list[dict], s: dict) -> None:
         sm.add_column(col, justify="right")
     sm.add_row("all", _fmt(s["n_ok_runs"]), _fmt(s["throughput_mape_pct"], 2), _fmt(s["throughput_median_ape_pct"], 2),
                _fmt(s["throughput_max_ape_pct"], 2), _fmt(s["throughput_bias_pct"], 2))
-    for name in ("starved_subset", "unstarved_subset", "reference_twin"):
-        if name in s:
+    labels = {"starved_subset": "starved subset", "unstarved_subset": "unstarved subset",
+              "reference_twin": "reference twin", "itl_errors": "mean ITL (not throughput)",
+              "ttft_errors": "mean TTFT (not throughput)"}
+    for name, label in labels.items():
+        if s.get(name) and s[name]["n"]:
             e = s[name]
-            sm.add_row(name.replace("_", " "), _fmt(e["n"]), _fmt(e["mape_pct"], 2), _fmt(e["median_ape_pct"], 2),
+            sm.add_row(label, _fmt(e["n"]), _fmt(e["mape_pct"], 2), _fmt(e["median_ape_pct"], 2),
                        _fmt(e["max_ape_pct"], 2), _fmt(e["bias_pct"], 2))
     console.print(sm)
     console.print(f"starvation flag accuracy: {_fmt(s['starved_accuracy'], 4)}   "

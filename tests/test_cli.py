@@ -167,6 +167,8 @@ def test_validate_summary_on_a_slice(shared, tmp_path):
     assert s["length_sigma"] == 0.8
     for key in ("throughput_mape_pct", "throughput_max_ape_pct", "starved_accuracy", "startup_accuracy", "reference_twin"):
         assert key in s
+    assert s["itl_errors"]["n"] == s["ttft_errors"]["n"] == len(light)  # latency beside throughput, every light run
+    assert s["itl_errors"]["median_ape_pct"] <= s["itl_errors"]["max_ape_pct"]
     assert s["startup_accuracy"] == 1.0
     assert s["starved_accuracy"] == 1.0
     assert s["throughput_mape_pct"] <= 3.0 and s["throughput_max_ape_pct"] <= 5.0

@@ -142,6 +142,11 @@ def summarise_validation(rows: list[dict]) -> dict:
         "starved_accuracy": round(float(np.mean([r["measured_starved"] == r["predicted_starved"] for r in served])), 4) if served else None,
         "startup_accuracy": round(float(np.mean([(r["measured_status"] == "ok") == (r["predicted_status"] == "ok") for r in rows])), 4) if rows else None,
     }
+    for key in ("itl", "ttft"):  # latency: a second observable, where the runs file records it
+        lat = [r for r in ok if r[f"measured_{key}_ms"] and r[f"predicted_{key}_ms"] is not None
+               and np.isfinite(r[f"predicted_{key}_ms"])]
+        summary[f"{key}_errors"] = _errors(np.array([r[f"measured_{key}_ms"] for r in lat], float),
+                                           np.array([r[f"predicted_{key}_ms"] for r in lat], float))
     ref = [r for r in ok if r["reference_twin_tok_s"] is not None]
     if ref:
         summary["reference_twin"] = _errors(np.array([r["measured_tok_s"] for r in ref], float),
