@@ -121,19 +121,21 @@ def validation(rows: list[dict], s: dict) -> None:
 
 def validation_seeds(out: dict) -> None:
     """`twin validate --seeds`: one summary row per arrival seed, then each metric's mean and range."""
-    cols = (("MAPE %", "throughput_mape_pct", 2), ("median APE %", "throughput_median_ape_pct", 2),
-            ("max APE %", "throughput_max_ape_pct", 2), ("bias %", "throughput_bias_pct", 2),
-            ("runs > 10 %", "throughput_runs_over_10pct", 0), ("flag accuracy", "starved_accuracy", 4),
-            ("start-up accuracy", "startup_accuracy", 4))
+    from loraplace.twin.validate import SEED_METRICS
+
+    # column label and digits per metric; a count's mean gets two digits
+    cols = dict(zip(SEED_METRICS, (("MAPE %", 2), ("median APE %", 2), ("max APE %", 2), ("bias %", 2),
+                                   ("runs > 10 %", 0), ("flag accuracy", 4), ("start-up accuracy", 4))))
     t = Table(title=f"twin vs measured runs by arrival seed ({out['runs_file']}, profile {out['profile']})")
     t.add_column("seed")
-    for name, _, _ in cols:
+    for name, _ in cols.values():
         t.add_column(name, justify="right")
     for s in out["per_seed"]:
-        t.add_row(str(s["seed"]), *(_fmt(s[k], d) for _, k, d in cols))
+        t.add_row(str(s["seed"]), *(_fmt(s[k], d) for k, (_, d) in cols.items()))
     a = out["across_seeds"]
     for stat in ("mean", "min", "max"):
-        t.add_row(stat, *(_fmt(a[k][stat], d if stat != "mean" or d else 2) if k in a else "-" for _, k, d in cols))
+        t.add_row(stat, *(_fmt(a[k][stat], max(d, 2) if stat == "mean" else d) if k in a else "-"
+                          for k, (_, d) in cols.items()))
     console.print(t)
     unstable = a["flag_unstable_runs"]
     console.print(f"runs whose predicted starvation flag changes with the seed: {len(unstable)}"
