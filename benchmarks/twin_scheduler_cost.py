@@ -27,15 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from loraplace.twin.calibrate import lstsq
 from loraplace.twin.csvfiles import read_csv
 from loraplace.twin.errors import InputFileError
 
 COLUMNS = ("gpu_loras", "cpu_loras", "avg_batch_size", "avg_waiting_queue", "sched_time_per_step_ms", "mean_loras_by_batch")
 
 
-def relative_lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares in relative error (the twin is judged in percent)."""
-    return np.linalg.lstsq(X / y[:, None], np.ones_like(y), rcond=None)[0]
+def relative_lstsq(X: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0) -> np.ndarray:
+    """Coefficients c of offset + X c fitted to y in relative error (the twin is judged in percent)."""
+    return np.linalg.lstsq(X / y[:, None], (y - offset) / y, rcond=None)[0]
 
 
 def mape(pred: np.ndarray, y: np.ndarray) -> float:
@@ -55,13 +56,15 @@ def analyse(rows: list[dict], min_queue: float) -> dict:
                              "mean_distinct_adapters": round(float(col["mean_loras_by_batch"][m].mean()), 1)})
     equal = served == slots  # every adapter can be in the batch: the walk never passes a request over
     rotation = (served >= 4 * slots) & (slots <= 64) & (q > 100)  # the set is full: the walk crosses the queue
+    if not equal.any() or not rotation.any():
+        raise InputFileError("the walk form needs runs with as many adapters as slots and runs with at least 4 "
+                             "adapters per slot on at most 64 slots with a queue above 100")
     one = np.ones_like(y)
-    a, b, c = np.linalg.lstsq(np.c_[one, B, q], y, rcond=None)[0]
+    (a, b, c), _ = lstsq(np.c_[one, B, q], y, "scheduler overhead")  # as calibrate.fit_scheduler fits it
     per_waiting = a + b * B + c * q
     wa, wb = relative_lstsq(np.c_[one, B][equal], y[equal])
     fixed = wa + wb * B
-    yr = y[rotation]  # the per-examined cost, in relative error, on top of the fixed part
-    wc = float(np.sum(q[rotation] / yr * (yr - fixed[rotation]) / yr) / np.sum((q[rotation] / yr) ** 2)) if rotation.any() else 0.0
+    (wc,) = relative_lstsq(q[rotation][:, None], y[rotation], fixed[rotation])  # per examined, on top of the fixed part
     walk_rotation = fixed[rotation] + wc * q[rotation]
     return {
         "runs": len(rows), "min_queue_for_by_slots": min_queue, "by_slots": by_slots,
@@ -81,11 +84,10 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     try:
-        rows = read_csv(args.scheduler_csv, COLUMNS)
+        result = analyse(read_csv(args.scheduler_csv, COLUMNS), args.min_queue)
     except InputFileError as e:
         print(f"{e} (the benchmark needs ../shared)", file=sys.stderr)
         return 2
-    result = analyse(rows, args.min_queue)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"slots  runs  us/waiting  distinct adapters   (queue > {args.min_queue:g})")
