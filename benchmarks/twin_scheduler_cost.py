@@ -86,7 +86,7 @@ def main() -> int:
     try:
         result = analyse(read_csv(args.scheduler_csv, COLUMNS), args.min_queue)
     except InputFileError as e:
-        print(f"{e} (the benchmark needs ../shared)", file=sys.stderr)
+        print(f"{e}{'' if args.scheduler_csv.is_file() else ' (the benchmark needs ../shared)'}", file=sys.stderr)
         return 2
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
